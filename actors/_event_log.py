@@ -1,0 +1,44 @@
+"""A session's bounded log of recent event frames, for replay on resume."""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+
+import trio
+
+
+class EventLog:
+    """The last ``max_events`` encoded events, none older than ``max_age`` seconds.
+
+    Every participant is a member of every open room, so every event is for every participant
+    and the log needs no per-recipient filtering.
+    """
+
+    def __init__(self, max_events: int, max_age: float) -> None:
+        self._max_age = max_age
+        self._entries: deque[tuple[int, float, str]] = deque(maxlen=max_events)
+
+    def append(self, seq: int, frame: str) -> None:
+        """Record the frame of event ``seq`` (seqs must be appended in order)."""
+        self._entries.append((seq, trio.current_time(), frame))
+
+    def since(self, last_seq: int, current_seq: int) -> list[str] | None:
+        """Frames of every event after ``last_seq``, or ``None`` if some are no longer held."""
+        if last_seq == current_seq:
+            return []
+        if last_seq > current_seq:
+            return None
+        self._expire()
+        if not self._entries or self._entries[0][0] > last_seq + 1:
+            return None
+        start = last_seq + 1 - self._entries[0][0]
+        return [frame for _seq, _at, frame in islice(self._entries, start, None)]
+
+    def _expire(self) -> None:
+        horizon = trio.current_time() - self._max_age
+        while self._entries and self._entries[0][1] < horizon:
+            self._entries.popleft()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,162 @@
+"""Requests a client sends: one frozen attrs class per ``type``.
+
+Each class's ``TYPE`` is its wire tag. Field names are the wire names. Semantic limits (lengths,
+ranges) are checked by attrs validators, which raise ``ValueError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+MAX_NAME_LENGTH = 64  # characters, display names and room names
+MAX_TOKEN_LENGTH = 4096  # characters
+
+
+def _length(field: str, low: int, high: int) -> Any:
+    def check(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None and not low <= len(value) <= high:
+            raise ValueError(f"{field}: must be {low}-{high} characters")
+
+    return check
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attr.name}: must be >= 0")
+
+
+@attrs.frozen(kw_only=True)
+class Hello:
+    """First frame of every connection: who the client is."""
+
+    TYPE: ClassVar[str] = "hello"
+    token: str | None = attrs.field(default=None, validator=_length("token", 1, MAX_TOKEN_LENGTH))
+    name: str | None = attrs.field(default=None, validator=_length("name", 1, MAX_NAME_LENGTH))
+
+
+@attrs.frozen(kw_only=True)
+class Ping:
+    """Application-level liveness probe (browsers cannot see WebSocket pings)."""
+
+    TYPE: ClassVar[str] = "ping"
+
+
+@attrs.frozen(kw_only=True)
+class SessionCreate:
+    """Open a session hosted by the caller, or get back the one it already hosts."""
+
+    TYPE: ClassVar[str] = "session:create"
+    state: dict[str, Any] | None = None
+    participants_can_write_state: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class SessionJoin:
+    """Join a live session by its code."""
+
+    TYPE: ClassVar[str] = "session:join"
+    code: str = attrs.field(validator=_length("code", 1, 16))
+
+
+@attrs.frozen(kw_only=True)
+class SessionResume:
+    """Take back a seat with its resume token, replaying what was missed after ``last_seq``."""
+
+    TYPE: ClassVar[str] = "session:resume"
+    token: str = attrs.field(validator=_length("token", 1, 256))
+    last_seq: int | None = attrs.field(default=None, validator=_non_negative)
+    epoch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SessionLeave:
+    """Give up the seat now (no grace period)."""
+
+    TYPE: ClassVar[str] = "session:leave"
+
+
+@attrs.frozen(kw_only=True)
+class SessionClose:
+    """Host only: end the session for everyone."""
+
+    TYPE: ClassVar[str] = "session:close"
+
+
+@attrs.frozen(kw_only=True)
+class CreateRoom:
+    """Host only: open a room; every participant becomes a member."""
+
+    TYPE: ClassVar[str] = "session:createRoom"
+    room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
+    kind: str = attrs.field(default="generic", validator=_length("kind", 1, MAX_NAME_LENGTH))
+
+
+@attrs.frozen(kw_only=True)
+class CloseRoom:
+    """Host only: close a room."""
+
+    TYPE: ClassVar[str] = "session:closeRoom"
+    room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
+
+
+@attrs.frozen(kw_only=True)
+class RoomMessage:
+    """Relay ``data`` (any JSON value) to the other members of a room."""
+
+    TYPE: ClassVar[str] = "room:message"
+    room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
+    data: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class StateSet:
+    """Replace the session's authoritative state."""
+
+    TYPE: ClassVar[str] = "state:set"
+    state: dict[str, Any]
+    expected_version: int | None = attrs.field(default=None, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class StatePatch:
+    """Amend the session's state with an RFC 7386 JSON merge patch."""
+
+    TYPE: ClassVar[str] = "state:patch"
+    patch: dict[str, Any]
+    expected_version: int | None = attrs.field(default=None, validator=_non_negative)
+
+
+Request = (
+    Hello
+    | Ping
+    | SessionCreate
+    | SessionJoin
+    | SessionResume
+    | SessionLeave
+    | SessionClose
+    | CreateRoom
+    | CloseRoom
+    | RoomMessage
+    | StateSet
+    | StatePatch
+)
+
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        Ping,
+        SessionCreate,
+        SessionJoin,
+        SessionResume,
+        SessionLeave,
+        SessionClose,
+        CreateRoom,
+        CloseRoom,
+        RoomMessage,
+        StateSet,
+        StatePatch,
+    )
+}

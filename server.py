@@ -1,0 +1,119 @@
+"""trio-sessions server: ``python server.py [--port 8765] [--log-level info] ...``.
+
+Every limit in :class:`actors.Config` is a flag (``--max-rooms 20``) and an environment variable
+(``TRIO_SESSIONS_MAX_ROOMS=20``); flags win. Ctrl-C stops the server cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from functools import partial
+from typing import NoReturn
+
+import attrs
+import trio
+
+from actors import Config, Connection, ConnectionCounters, Supervisor
+from transport import Transport, serve_websocket
+
+logger = logging.getLogger("trio_sessions")
+
+ENV_PREFIX = "TRIO_SESSIONS_"
+HARD_FRAME_FACTOR = 4  # frames over this many times max_message_size are cut off unread (1009)
+
+
+@attrs.frozen
+class Server:
+    """A running server, as ``serve`` reports it to whoever started it."""
+
+    config: Config
+    supervisor: Supervisor
+    counters: ConnectionCounters
+    port: int | None  # the bound TCP port; None on in-memory listeners
+
+
+async def serve(
+    config: Config,
+    *,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run the server until cancelled; reports a :class:`Server` once it accepts connections.
+
+    Without ``listeners`` it listens on TCP at ``config.host:config.port`` (port 0 picks one).
+    """
+    async with trio.open_nursery() as nursery:
+        supervisor: Supervisor = await nursery.start(Supervisor(config).run)
+        counters = ConnectionCounters()
+
+        async def handle(transport: Transport) -> None:
+            await Connection(transport, supervisor, config, counters).serve()
+
+        if listeners is None:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        await nursery.start(
+            partial(
+                serve_websocket,
+                handle,
+                listeners,
+                max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
+            )
+        )
+        port = None
+        if isinstance(listeners[0], trio.SocketListener):
+            port = listeners[0].socket.getsockname()[1]
+            logger.info("listening on ws://%s:%s/ws", config.host, port)
+        task_status.started(Server(config, supervisor, counters, port))
+        await trio.sleep_forever()
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[Config, str]:
+    """Build the config from flags, then ``TRIO_SESSIONS_*`` variables, then defaults."""
+    env = dict(os.environ if env is None else env)
+    parser = argparse.ArgumentParser(
+        prog="trio-sessions", description="Run the trio-sessions WebSocket server."
+    )
+    for field in attrs.fields(attrs.resolve_types(Config)):
+        kind = field.type if field.type in (int, float) else str
+        variable = ENV_PREFIX + field.name.upper()
+        default = kind(env[variable]) if variable in env else field.default
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=kind,
+            default=default,
+            metavar=kind.__name__.upper(),
+            help=f"(env {variable}; default {field.default})",
+        )
+    parser.add_argument(
+        "--log-level",
+        default=env.get(ENV_PREFIX + "LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help=f"(env {ENV_PREFIX}LOG_LEVEL; default info)",
+    )
+    args = vars(parser.parse_args(argv))
+    log_level = args.pop("log_level")
+    return Config(**args), log_level
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    config, log_level = parse_args(argv)
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        trio.run(serve, config)
+    except* KeyboardInterrupt:
+        logger.info("stopped")
+
+
+if __name__ == "__main__":
+    main()
