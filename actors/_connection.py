@@ -103,6 +103,8 @@ class Connection:
         # Sized in frames: a burst larger than this means the client is not keeping up.
         self._outbox, self._outbox_receive = trio.open_memory_channel[_Outgoing](config.outbox_size)
         self._closing = False
+        self._writing = False  # a send is under way (a cancel now leaves half a frame)
+        self._link_dead = False  # heartbeat expired: no closing handshake can succeed
         # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
         self._close_reason: tuple[int, str] = (CloseCode.GOING_AWAY, "server shutting down")
         self._scope = trio.CancelScope()
@@ -132,7 +134,7 @@ class Connection:
         try:
             self._outbox.send_nowait(_Close(code, reason))
         except trio.WouldBlock:
-            self._abort(code, reason)
+            self._cut_off(code, reason)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         self._closing = True
@@ -145,7 +147,7 @@ class Connection:
         if self._session is session:
             self._session = None
             self.participant_id = None
-            self._ended = reason
+            self._ended = reason if reason not in ("left", "replaced") else None
 
     def _put(self, item: _Outgoing) -> bool:
         if self._closing:
@@ -155,17 +157,26 @@ class Connection:
         except trio.WouldBlock:
             logger.warning("connection %s: outbox full, closing slow consumer", self.connection_id)
             self._counters.slow_consumers += 1
-            self._abort(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
+            self._cut_off(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         return True
 
-    def _abort(self, code: CloseCode, reason: str) -> None:
-        """Close now, dropping whatever is still queued."""
+    def _cut_off(self, code: CloseCode, reason: str) -> None:
+        """Drop what is queued and close after the frame being written, within a bound.
+
+        Graceful first: the frame in flight finishes, then the close frame goes out. If the
+        client still does not read, the deadline cancels the write and the link is aborted.
+        """
         self._closing = True
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            while True:
+                self._outbox_receive.receive_nowait()
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._outbox.send_nowait(_Close(code, reason))
         self._close_reason = (code, reason)
-        self._scope.cancel()
+        self._scope.deadline = min(self._scope.deadline, trio.current_time() + CLEANUP_TIMEOUT)
 
     # ---------------------------------------------------------------- tasks
 
@@ -189,7 +200,10 @@ class Connection:
             code, reason = self._close_reason
             wait = SHUTDOWN_CLOSE_TIMEOUT if code == CloseCode.GOING_AWAY else CLEANUP_TIMEOUT
             with trio.move_on_after(wait, shield=True):
-                await self._transport.aclose(code, reason)
+                if self._writing or self._link_dead:  # a frame was cut short: no close frame
+                    await self._transport.abort()
+                else:
+                    await self._transport.aclose(code, reason)
             self._counters.open -= 1
 
     async def _leave_session(self) -> None:
@@ -205,11 +219,13 @@ class Connection:
                 if isinstance(item, _Close):
                     self._close_reason = (item.code, item.reason)
                     break
+                self._writing = True
                 if isinstance(item, str):
                     await send(item)
                 else:
                     for frame in item:
                         await send(frame)
+                self._writing = False
         except TransportClosed:
             pass
         self._scope.cancel()
@@ -225,7 +241,9 @@ class Connection:
             if now >= self._last_heard + 2 * interval:
                 logger.info("connection %s: no heartbeat, dropping it", self.connection_id)
                 self._counters.heartbeat_timeouts += 1
-                self._abort(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                self._link_dead = True
+                self._close_reason = (CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                self._scope.cancel()
                 return
             if now >= next_ping:
                 next_ping = now + interval

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio_websocket
 
-from actors import Config
+from actors import Config, Supervisor
 from server import Server, serve
 from transport import MemoryListener
 
@@ -22,6 +22,8 @@ class RawClient:
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
+        self.hello: dict[str, Any] = {}  # the hello reply
+        self.seat: dict[str, Any] = {}  # the create/join reply
         self._refs = 0
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -75,7 +77,7 @@ class Harness:
     listener: MemoryListener | None = None
 
     @property
-    def supervisor(self):  # noqa: ANN201
+    def supervisor(self) -> Supervisor:
         return self.server.supervisor
 
     async def raw(self) -> RawClient:
@@ -98,11 +100,12 @@ class Harness:
     async def session(self, participants: int = 1) -> tuple[RawClient, list[RawClient], str]:
         """A host with a fresh session and ``participants`` joined clients (events drained)."""
         host = await self.client("host")
-        code = (await host.ok("session:create"))["code"]
+        host.seat = await host.ok("session:create")
+        code = host.seat["code"]
         joined = []
         for i in range(participants):
             client = await self.client(f"p{i}")
-            await client.ok("session:join", code=code)
+            client.seat = await client.ok("session:join", code=code)
             joined.append(client)
         for _ in range(participants):
             await host.event("session:participantJoined")

@@ -13,7 +13,7 @@ class Transport(Protocol):
     """One client link carrying text frames.
 
     ``receive``, ``send`` and ``ping`` raise :class:`TransportClosed` once the link is gone.
-    ``aclose`` may be called more than once and never raises.
+    ``aclose`` and ``abort`` may be called more than once and never raise.
     """
 
     remote: str
@@ -31,5 +31,9 @@ class Transport(Protocol):
         ...
 
     async def aclose(self, code: int, reason: str) -> None:
-        """Close with a WebSocket close code."""
+        """Close with a WebSocket close code and wait for the closing handshake."""
+        ...
+
+    async def abort(self) -> None:
+        """Drop the link at once, without a close frame (after a write was cut short)."""
         ...

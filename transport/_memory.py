@@ -18,7 +18,9 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
     pushes back on the server at once (for slow-consumer tests).
     """
 
-    def __init__(self, pair: StreamPair = trio.testing.memory_stream_pair, backlog: int = 128) -> None:
+    def __init__(
+        self, pair: StreamPair = trio.testing.memory_stream_pair, backlog: int = 128
+    ) -> None:
         self._pair = pair
         self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](backlog)
 

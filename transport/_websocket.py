@@ -7,22 +7,23 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, NoReturn
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from ._base import Transport, TransportClosed
 
 logger = logging.getLogger(__name__)
 
 WS_PATH: Final = "/ws"
+_NOT_FOUND: Final = b"the WebSocket endpoint is " + WS_PATH.encode()
 HANDSHAKE_TIMEOUT: Final = 10.0  # seconds for the opening handshake
-CLOSE_TIMEOUT: Final = 5.0  # seconds to wait for the closing handshake
 
 
 class WebSocketTransport:
-    """A :class:`Transport` over a trio-websocket connection."""
+    """A :class:`Transport` over a trio-websocket connection and the stream under it."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream) -> None:
         self._ws = ws
+        self._stream = stream
         self.remote = str(ws.remote)
 
     async def receive(self) -> str | bytes:
@@ -46,35 +47,50 @@ class WebSocketTransport:
     async def aclose(self, code: int, reason: str) -> None:
         await self._ws.aclose(code, reason)
 
+    async def abort(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
 
 async def serve_websocket(
     handler: Callable[[Transport], Awaitable[None]],
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
     *,
     max_frame_size: int,
-    task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Sequence[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
 ) -> NoReturn:
     """Accept WebSocket connections at ``/ws`` on ``listeners`` and run ``handler`` for each.
 
-    Other paths get HTTP 404. ``handler`` must not raise; anything it does raise is logged so
-    one connection can never stop the server. Never returns unless cancelled.
+    Other paths get HTTP 404; a handshake not done in ``HANDSHAKE_TIMEOUT`` is dropped.
+    ``handler`` should not raise; anything it does raise is logged, so one connection can never
+    stop the server. Reports the listeners once accepting. Never returns unless cancelled.
+
+    Resource handling: each stream is closed (forcefully if need be) when its handler returns.
     """
 
-    async def accept(request: WebSocketRequest) -> None:
-        if request.path.partition("?")[0] != WS_PATH:
-            await request.reject(404, body=b"WebSocket endpoint is " + WS_PATH.encode())
-            return
-        ws = await request.accept()
+    async def on_stream(stream: trio.abc.Stream) -> None:
         try:
-            await handler(WebSocketTransport(ws))
-        except Exception:
-            logger.exception("connection from %s failed", ws.remote)
+            async with trio.open_nursery() as nursery:  # holds trio-websocket's reader task
+                ws: WebSocketConnection | None = None
+                with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                    request = await wrap_server_stream(
+                        nursery, stream, max_message_size=max_frame_size
+                    )
+                    if request.path.partition("?")[0] != WS_PATH:
+                        await request.reject(404, body=_NOT_FOUND)
+                        nursery.cancel_scope.cancel()
+                        return
+                    ws = await request.accept()
+                if ws is None:
+                    nursery.cancel_scope.cancel()
+                    return
+                try:
+                    await handler(WebSocketTransport(ws, stream))
+                except Exception:
+                    logger.exception("connection from %s failed", ws.remote)
+                nursery.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
 
-    server = WebSocketServer(
-        accept,
-        listeners,
-        max_message_size=max_frame_size,
-        connect_timeout=HANDSHAKE_TIMEOUT,
-        disconnect_timeout=CLOSE_TIMEOUT,
-    )
-    await server.run(task_status=task_status)
+    await trio.serve_listeners(on_stream, list(listeners), task_status=task_status)
