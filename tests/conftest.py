@@ -15,22 +15,63 @@ from actors import Config, Supervisor
 from server import Server, serve
 from transport import MemoryListener
 
+TCP_GUARD = 30.0  # seconds of real time
+MEMORY_GUARD = 6 * 3600.0  # seconds of virtual time: on the autojump clock a hang hits it at once
+
 
 class RawClient:
-    """Speaks the wire protocol frame by frame, keeping events that arrive before a reply."""
+    """Speaks the wire protocol frame by frame, keeping events that arrive before a reply.
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    With ``pump`` (the default) a background task reads every frame as it arrives, as a real
+    client does, so pings are answered even while the test is not reading; without it, frames
+    are read only when the test asks (for slow-consumer tests).
+    """
+
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, stream: trio.abc.Stream, guard: float
+    ) -> None:
         self.ws = ws
+        self.stream = stream
+        self.guard = guard  # longest wait for a frame before the test fails instead of hanging
         self.events: list[dict[str, Any]] = []
         self.hello: dict[str, Any] = {}  # the hello reply
         self.seat: dict[str, Any] = {}  # the create/join reply
+        self.last_seq = 0  # highest event seq received
+        self.close_code: int | None = None
         self._refs = 0
+        self._frames: trio.MemoryReceiveChannel[str] | None = None
+
+    async def pump(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send, self._frames = trio.open_memory_channel[str](100_000)
+        task_status.started()
+        with send:
+            try:
+                while True:
+                    send.send_nowait(await self.ws.get_message())
+            except trio_websocket.ConnectionClosed as closed:
+                self.close_code = closed.reason.code
+
+    async def _next_frame(self) -> str:
+        if self._frames is None:
+            return await self.ws.get_message()
+        try:
+            return await self._frames.receive()
+        except trio.EndOfChannel:
+            raise trio_websocket.ConnectionClosed(self.ws.closed) from None
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_message(orjson.dumps(message).decode())
 
     async def receive(self) -> dict[str, Any]:
-        return orjson.loads(await self.ws.get_message())
+        with trio.fail_after(self.guard):
+            message = orjson.loads(await self._next_frame())
+        if message["type"] != "reply":
+            self.last_seq = max(self.last_seq, message.get("seq", 0))
+        return message
+
+    async def drop(self) -> None:
+        """Vanish without a close frame, like a pulled cable or a killed tab."""
+        await trio.aclose_forcefully(self.stream)
 
     async def request(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         """Send a request with a fresh ref; return its reply (events meanwhile are kept)."""
@@ -62,9 +103,9 @@ class RawClient:
 
     async def closed(self) -> int:
         """Wait for the server to close the connection; returns the close code."""
-        with pytest.raises(trio_websocket.ConnectionClosed) as info:
+        with pytest.raises(trio_websocket.ConnectionClosed) as info, trio.fail_after(self.guard):
             while True:
-                await self.ws.get_message()
+                await self._next_frame()
         return info.value.reason.code
 
 
@@ -75,6 +116,7 @@ class Harness:
     server: Server
     nursery: trio.Nursery
     listener: MemoryListener | None = None
+    pump: bool = True  # clients read continuously, as real ones do
 
     @property
     def supervisor(self) -> Supervisor:
@@ -83,12 +125,24 @@ class Harness:
     async def raw(self) -> RawClient:
         """A connected client that has not said hello."""
         if self.listener is None:
-            url = f"ws://127.0.0.1:{self.server.port}/ws"
-            ws = await trio_websocket.connect_websocket_url(self.nursery, url)
+            stream = await trio.open_tcp_stream("127.0.0.1", self.server.port)
         else:
             stream = await self.listener.connect()
-            ws = await trio_websocket.wrap_client_stream(self.nursery, stream, "sim", "/ws")
-        return RawClient(ws)
+        ws = await trio_websocket.wrap_client_stream(self.nursery, stream, "127.0.0.1", "/ws")
+        client = RawClient(ws, stream, TCP_GUARD if self.listener is None else MEMORY_GUARD)
+        if self.pump:
+            await self.nursery.start(client.pump)
+        return client
+
+    async def resume(
+        self, seat: dict[str, Any], last_seq: int | None, **hello: Any
+    ) -> tuple[RawClient, dict[str, Any]]:
+        """A new connection that resumes ``seat`` (a create/join reply); returns it and the reply."""
+        client = await self.client(**hello)
+        reply = await client.ok(
+            "session:resume", token=seat["resume_token"], last_seq=last_seq, epoch=seat["epoch"]
+        )
+        return client, reply
 
     async def client(self, name: str | None = None, token: str | None = None) -> RawClient:
         """A connected client after hello."""
@@ -106,6 +160,7 @@ class Harness:
         for i in range(participants):
             client = await self.client(f"p{i}")
             client.seat = await client.ok("session:join", code=code)
+            client.last_seq = client.seat["seq"]
             joined.append(client)
         for _ in range(participants):
             await host.event("session:participantJoined")
@@ -121,10 +176,12 @@ async def start_tcp(nursery: trio.Nursery, **overrides: Any) -> Harness:
     return Harness(server, nursery)
 
 
-async def start_memory(nursery: trio.Nursery, pair: Any = None, **overrides: Any) -> Harness:
+async def start_memory(
+    nursery: trio.Nursery, pair: Any = None, pump: bool = True, **overrides: Any
+) -> Harness:
     listener = MemoryListener() if pair is None else MemoryListener(pair)
     server = await nursery.start(partial(serve, Config(**overrides), listeners=[listener]))
-    return Harness(server, nursery, listener)
+    return Harness(server, nursery, listener, pump)
 
 
 @pytest.fixture
@@ -134,6 +191,7 @@ async def tcp(nursery: trio.Nursery) -> Harness:
 
 
 @pytest.fixture
-async def memory(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> Harness:
-    """A server on an in-memory listener, under the autojump clock."""
+async def memory(nursery: trio.Nursery) -> Harness:
+    """A server on an in-memory listener. Tests using it also take ``autojump_clock``:
+    pytest-trio only runs a test on a clock its own arguments name."""
     return await start_memory(nursery)

@@ -11,7 +11,7 @@ import trio.testing
 from .conftest import start_memory
 
 
-async def test_no_hello_closes_with_4001(memory) -> None:
+async def test_no_hello_closes_with_4001(memory, autojump_clock) -> None:
     raw = await memory.raw()
     start = trio.current_time()
     assert await raw.closed() == 4001
@@ -45,7 +45,7 @@ async def test_a_connected_client_keeps_a_session_alive(nursery, autojump_clock)
     await handle.finished.wait()
 
 
-async def test_a_crashing_actor_closes_only_its_session(memory, caplog) -> None:
+async def test_a_crashing_actor_closes_only_its_session(memory, autojump_clock, caplog) -> None:
     host_a, (a1,), code_a = await memory.session(1)
     host_b, (b1,), code_b = await memory.session(1)
     await host_b.ok("session:createRoom", room="r")
@@ -71,7 +71,7 @@ async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
     nursery, autojump_clock
 ) -> None:
     harness = await start_memory(
-        nursery, pair=trio.testing.lockstep_stream_pair, outbox_size=8, rate_limit=0
+        nursery, pair=trio.testing.lockstep_stream_pair, pump=False, outbox_size=8, rate_limit=0
     )
     host, (slow, fast), _code = await harness.session(2)
     await host.ok("session:createRoom", room="r")

@@ -55,6 +55,7 @@ async def test_create_gives_a_code_and_reuses_the_hosts_session(tcp) -> None:
     tab = await tcp.client(token="host-token-0123456789")
     assert (await tab.ok("session:create"))["code"] == created["code"]
     assert tcp.supervisor.codes() == [created["code"]]
+    assert await host.closed() == 4002  # the older tab is told it was replaced
 
 
 async def test_join_by_code(tcp) -> None:
