@@ -1,0 +1,99 @@
+"""``python server.py`` driven by a client that is not trio-websocket (the ``websockets`` library)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "server.py", "--port", "0", "--log-level", "info"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:
+            if match := re.search(r"listening on (ws://\S+)", line):
+                break
+        else:
+            pytest.fail("the server did not start")
+        yield match.group(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert "stopped" in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+
+
+class Client:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.refs = 0
+
+    def request(self, kind: str, /, **fields: object) -> dict:
+        self.refs += 1
+        self.ws.send(json.dumps({"type": kind, "ref": self.refs, **fields}))
+        reply = self.next()
+        assert reply["type"] == "reply" and reply["ref"] == self.refs, reply
+        return reply
+
+    def ok(self, kind: str, /, **fields: object) -> dict:
+        reply = self.request(kind, **fields)
+        assert reply["ok"] is True, reply
+        return reply["data"]
+
+    def next(self) -> dict:
+        return json.loads(self.ws.recv(timeout=10))
+
+
+def test_classroom_flow_with_another_client_library(server_url: str) -> None:
+    with connect(server_url, compression=None) as h, connect(server_url, compression=None) as s:
+        teacher, student = Client(h), Client(s)
+        assert teacher.ok("hello", name="Teacher")["heartbeat_interval"] == 25.0
+        student.ok("hello", name="Student")
+        code = teacher.ok("session:create")["code"]
+        joined = student.ok("session:join", code=code)
+        assert teacher.next()["type"] == "session:participantJoined"
+        teacher.ok("session:createRoom", room="poll", kind="poll")
+        assert teacher.next()["type"] == "session:roomCreated"
+        assert student.next()["room"] == "poll"
+        student.ok("room:message", room="poll", data={"answer": "B"})
+        message = teacher.next()
+        assert message["type"] == "room:message" and message["from"] == joined["participant_id"]
+        teacher.ok("state:set", state={"question": 1})
+        assert teacher.next()["type"] == "state:updated"
+        assert student.next()["state"] == {"question": 1}
+        assert student.request("session:close")["error"]["code"] == "forbidden"
+        teacher.ok("session:closeRoom", room="poll")
+        teacher_events = [teacher.next()]
+        teacher.ok("session:close")
+        teacher_events.append(teacher.next())
+        student_events = [student.next(), student.next()]
+        for events in (teacher_events, student_events):
+            assert [e["type"] for e in events] == ["session:roomClosed", "session:closed"]
+            assert events[1]["reason"] == "manual_stop"
+            assert [e["seq"] for e in events] == [5, 6]
+        assert teacher.request("nope")["error"]["code"] == "unknown_type"
+        h.send("{not json")
+        assert teacher.next()["error"]["code"] == "bad_request"
+
+
+def test_other_paths_are_not_found(server_url: str) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        connect(server_url.replace("/ws", "/nope"))
+    assert info.value.response.status_code == 404
