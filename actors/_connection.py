@@ -192,6 +192,9 @@ class Connection:
                     await self._read_loop()
                     if not self._closing:  # the client went away; else the writer closes
                         nursery.cancel_scope.cancel()
+        except Exception:
+            self._close_reason = (CloseCode.INTERNAL_ERROR, "internal error")
+            raise
         finally:
             self._closing = True
             self._outbox.close()
