@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import NoReturn
 
@@ -36,15 +36,22 @@ class Server:
     port: int | None  # the bound TCP port; None on in-memory listeners
 
 
+Handler = Callable[[Transport], Awaitable[None]]
+AcceptLoop = Callable[..., Awaitable[object]]
+"""``accept(handler, task_status=...)``: feeds transports to ``handler``; reports when ready."""
+
+
 async def serve(
     config: Config,
     *,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
+    accept: AcceptLoop | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run the server until cancelled; reports a :class:`Server` once it accepts connections.
 
-    Without ``listeners`` it listens on TCP at ``config.host:config.port`` (port 0 picks one).
+    Connections come from ``accept`` (e.g. the simulated network's), else WebSocket on
+    ``listeners``, else WebSocket on TCP at ``config.host:config.port`` (port 0 picks one).
     """
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(config).run)
@@ -53,18 +60,22 @@ async def serve(
         async def handle(transport: Transport) -> None:
             await Connection(transport, supervisor, config, counters).serve()
 
-        if listeners is None:
-            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        await nursery.start(
-            partial(
-                serve_websocket,
-                handle,
-                listeners,
-                max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
-            )
-        )
         port = None
-        if isinstance(listeners[0], trio.SocketListener):
+        if accept is not None:
+            await nursery.start(accept, handle)
+            listeners = ()
+        elif listeners is None:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        if listeners:
+            await nursery.start(
+                partial(
+                    serve_websocket,
+                    handle,
+                    listeners,
+                    max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
+                )
+            )
+        if listeners and isinstance(listeners[0], trio.SocketListener):
             port = listeners[0].socket.getsockname()[1]
             logger.info("listening on ws://%s:%s/ws", config.host, port)
         task_status.started(Server(config, supervisor, counters, port))

@@ -2,46 +2,12 @@
 
 from __future__ import annotations
 
-import attrs
 import trio
 
-from .conftest import Harness, start_tcp
+from .conftest import start_tcp
+from .proxy import via_proxy
 
 INTERVAL = 0.5  # seconds: short, so the real-clock wait stays small
-
-
-class BlackholeProxy:
-    """A TCP relay whose links can go silent either way without closing (a pulled cable)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.forward = {"to_server": True, "to_client": True}
-
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(self._relay, listeners)
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-        async with client, server, trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, client, server, "to_server")
-            nursery.start_soon(self._pump, server, client, "to_client")
-
-    async def _pump(self, source: trio.SocketStream, sink: trio.SocketStream, way: str) -> None:
-        try:
-            async for chunk in source:
-                if self.forward[way]:
-                    await sink.send_all(chunk)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-
-async def via_proxy(nursery: trio.Nursery, harness: Harness) -> tuple[BlackholeProxy, Harness]:
-    """The proxy, and a harness whose clients connect through it."""
-    proxy = BlackholeProxy(harness.server.port)
-    port = await nursery.start(proxy.serve)
-    return proxy, attrs.evolve(harness, server=attrs.evolve(harness.server, port=port))
 
 
 async def test_a_silent_link_is_dropped_within_two_intervals(nursery) -> None:

@@ -1,0 +1,35 @@
+"""Exceptions the client raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RequestError(Exception):
+    """The server answered a request with ``ok: false``.
+
+    ``code`` is one of the protocol's error codes (``"forbidden"``, ``"conflict"``, ...);
+    ``details`` holds any extra fields of the error (e.g. ``{"version": 7}`` for a conflict).
+    """
+
+    def __init__(self, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"RequestError({self.code!r}, {self.message!r})"
+
+
+class ConnectionLost(Exception):
+    """The request's connection dropped before its reply, or the client gave up for good."""
+
+
+class LinkClosed(Exception):
+    """A link ended; ``code`` is the WebSocket close code (1006 when there was no close frame)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"link closed with {code} {reason}".strip())
+        self.code = code
+        self.reason = reason
