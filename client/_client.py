@@ -47,7 +47,9 @@ class ConnectionEvent:
     """A change of connection state, delivered in order with the session's events.
 
     After ``RESUMED``: ``recovered`` says whether the ``replayed`` missed events follow; when it
-    is ``False``, ``snapshot`` holds the session as it is now, to rebuild from.
+    is ``False``, ``snapshot`` holds the session as it is now, to rebuild from. ``seq`` is the
+    position after the resume: the replayed events lead up to it, and a seq they do not cover
+    is this client's own return (``participantBack``/``resumed``), which it is not sent.
     """
 
     state: ConnectionState
@@ -55,6 +57,7 @@ class ConnectionEvent:
     replayed: int = 0
     snapshot: dict[str, Any] | None = None
     reason: str = ""
+    seq: int | None = None
 
 
 ClientEvent = Event | ConnectionEvent | dict[str, Any]
@@ -109,6 +112,7 @@ class Client:
         self._replay_left = 0  # replayed events still to come after a resume reply
         self._replay_seq = 0  # ... and the position they lead to
         self._last_heard = self._last_sent = 0.0
+        self.frames_received = 0  # every frame from the server, for simulation figures
 
     # ---------------------------------------------------------------- requests
 
@@ -282,6 +286,7 @@ class Client:
             while True:
                 message = orjson.loads(await link.receive())
                 self._last_heard = trio.current_time()
+                self.frames_received += 1
                 kind = message.get("type")
                 if kind == "reply":
                     await self._on_reply(message)
@@ -328,6 +333,7 @@ class Client:
                         recovered=recovered,
                         replayed=data["replayed"],
                         snapshot=None if recovered else data,
+                        seq=data["seq"],
                     )
                 )
         elif kind == "room:message":

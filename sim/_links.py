@@ -116,6 +116,13 @@ class ServerEnd:
         except _Gone:
             raise TransportClosed from None
 
+    def send_nowait(self, frame: str) -> bool:
+        try:
+            self._link._down.send_nowait((self._link._arrival(), frame))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
     async def ping(self) -> None:
         self._pong = pong = trio.Event()
         await self.send(_PING)

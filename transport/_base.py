@@ -26,6 +26,10 @@ class Transport(Protocol):
         """Send one text frame."""
         ...
 
+    def send_nowait(self, frame: str) -> bool:
+        """Send one text frame if that needs no waiting; ``False`` if it was not sent."""
+        ...
+
     async def ping(self) -> None:
         """Send a ping and wait for its pong."""
         ...

@@ -38,6 +38,10 @@ class WebSocketTransport:
         except ConnectionClosed:
             raise TransportClosed from None
 
+    def send_nowait(self, frame: str) -> bool:
+        # trio-websocket has no synchronous send; every frame goes through the writer task.
+        return False
+
     async def ping(self) -> None:
         try:
             await self._ws.ping()
