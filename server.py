@@ -36,7 +36,6 @@ class Server:
     port: int | None  # the bound TCP port; None on in-memory listeners
 
 
-Handler = Callable[[Transport], Awaitable[None]]
 AcceptLoop = Callable[..., Awaitable[object]]
 """``accept(handler, task_status=...)``: feeds transports to ``handler``; reports when ready."""
 

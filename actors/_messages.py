@@ -24,6 +24,7 @@ class Peer(Protocol):
     connection_id: str
     user_id: str
     name: str
+    participant_id: str | None  # the seat it is bound to, set through bind/unbind
 
     def deliver(self, frame: str) -> bool:
         """Queue one frame. ``False`` if the peer is gone or was just cut off as a slow consumer."""

@@ -226,7 +226,7 @@ class SessionActor:
     # ---------------------------------------------------------------- seats
 
     def _seat_id(self, peer: Peer) -> str | None:
-        pid = getattr(peer, "participant_id", None)
+        pid = peer.participant_id
         return pid if pid is not None and self._peers.get(pid) is peer else None
 
     def _seat(self, cmd: Command) -> Participant:

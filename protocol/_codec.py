@@ -40,12 +40,6 @@ converter.register_unstructure_hook(
     RoomMessageEvent,
     make_dict_unstructure_fn(RoomMessageEvent, converter, sender=override(rename="from")),
 )
-converter.register_structure_hook(
-    RoomMessageEvent,
-    cattrs.gen.make_dict_structure_fn(
-        RoomMessageEvent, converter, sender=override(rename="from"), _cattrs_forbid_extra_keys=False
-    ),
-)
 converter.register_unstructure_hook(
     StateUpdated,
     make_dict_unstructure_fn(StateUpdated, converter, _cattrs_omit_if_default=True),
