@@ -275,3 +275,16 @@ async def test_concurrent_patches_one_wins(memory, autojump_clock) -> None:
     assert sorted(r["ok"] for r in replies) == [False, True]
     loser = next(r for r in replies if not r["ok"])
     assert loser["error"]["code"] == "conflict" and loser["error"]["version"] == 1
+
+
+async def test_a_host_joining_by_code_from_another_tab_keeps_one_seat(
+    memory, autojump_clock
+) -> None:
+    host = await memory.client(token="teacher-device-token")
+    created = await host.ok("session:create")
+    tab = await memory.client(token="teacher-device-token")
+    joined = await tab.ok("session:join", code=created["code"])
+    assert joined["participant_id"] == created["participant_id"] and joined["role"] == "host"
+    assert len(joined["participants"]) == 1
+    assert await host.closed() == 4002
+    await tab.ok("session:createRoom", room="still-host")
