@@ -204,6 +204,7 @@ class Connection:
         finally:
             self._closing = True
             self._outbox.close()
+            self._outbox_receive.close()
             with trio.move_on_after(CLEANUP_TIMEOUT, shield=True):
                 await self._leave_session()
             code, reason = self._close_reason

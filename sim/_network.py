@@ -45,10 +45,11 @@ class Network:
             except Exception:
                 logger.exception("simulated connection %s failed", link.client_id)
 
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            async for link in self._accepted:
-                nursery.start_soon(run, link)
+        with self._accepted:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                async for link in self._accepted:
+                    nursery.start_soon(run, link)
         raise RuntimeError("the network's accept channel closed")  # pragma: no cover
 
     def opener(self, client_id: str) -> Opener:
