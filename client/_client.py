@@ -295,7 +295,8 @@ class Client:
         except LinkClosed as closed:
             self._close_code = closed.code
         finally:
-            self._ready = trio.Event()
+            if self._ready.is_set():  # an unset one may have waiters: keep it for them
+                self._ready = trio.Event()
             for pending in self._pending.values():
                 pending.done.set()  # without a reply: ConnectionLost
             scope.cancel()

@@ -151,3 +151,27 @@ async def test_reconnects_over_loopback_after_its_tcp_connection_dies(nursery) -
             message = await next_of(p1, protocol.RoomMessageEvent, guard=10)
             assert message.data == "after the reset"
             assert harness.supervisor.codes() == [code]
+
+
+async def test_a_request_made_while_reconnecting_waits_for_the_link(autojump_clock) -> None:
+    async with open_simulation() as sim, sim.client("host") as host:
+        await host.create_session()
+        sim.network.set_latency("host", 1.0)  # a handshake now takes 2 s
+        sim.network.drop("host")
+        assert (await next_of(host, ConnectionEvent)).state is ConnectionState.RECONNECTING
+        with trio.fail_after(600):
+            created = await _request_across_a_failed_handshake(sim, host)
+        assert created and created[0]["created"] is True
+
+
+async def _request_across_a_failed_handshake(sim, host) -> list:
+    created: list = []
+    async with trio.open_nursery() as nursery:
+
+        async def request() -> None:
+            created.append(await host.create_room("late"))
+
+        nursery.start_soon(request)  # waits for a link
+        await trio.sleep(1.0)  # the next link's hello is under way...
+        sim.network.drop("host")  # ...and dies: the request must still get through later
+    return created
