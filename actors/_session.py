@@ -153,10 +153,10 @@ class SessionActor:
             self._close("internal_error")
         except Exception:
             logger.exception("session %s: could not close cleanly after a crash", self.state.code)
-            for peer in self._peers.values():
-                peer.unbind(self.handle, "internal_error")
-            self._peers.clear()
-            self._closed = True
+        for peer in self._peers.values():  # whatever _close did not get to
+            peer.unbind(self.handle, "internal_error")
+        self._peers.clear()
+        self._closed = True
 
     def statistics(self) -> SessionStatistics:
         """Counts for metrics and admin listings."""
@@ -324,6 +324,7 @@ class SessionActor:
     def _close(self, reason: str) -> None:
         if self._closed:
             return
+        self._closed = True  # first: a failed delivery below must not start a grace period
         duration = trio.current_time() - self._started
         self._emit(
             SessionClosed,
@@ -335,7 +336,6 @@ class SessionActor:
         for peer in self._peers.values():
             peer.unbind(self.handle, reason)
         self._peers.clear()
-        self._closed = True
         logger.info("session %s closed: %s after %.0fs", self.state.code, reason, duration)
 
     # ---------------------------------------------------------------- events
@@ -352,7 +352,7 @@ class SessionActor:
             pid for pid, peer in self._peers.items() if pid != exclude and not peer.deliver(frame)
         ]
         for pid in lost:
-            if pid in self._peers:
+            if pid in self._peers and not self._closed:
                 self._drop(pid)
         return st.seq
 

@@ -98,3 +98,23 @@ async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
     assert away["participant_id"] == slow.seat["participant_id"]
     assert harness.server.counters.slow_consumers == 1
     assert await slow.closed() == 4008
+
+
+async def test_nothing_follows_session_closed_even_past_a_slow_consumer(
+    nursery, autojump_clock
+) -> None:
+    harness = await start_memory(
+        nursery, pair=trio.testing.lockstep_stream_pair, pump=False, outbox_size=4, rate_limit=0
+    )
+    host, (slow,), _code = await harness.session(1)
+    await host.ok("session:createRoom", room="r")
+    await host.event("session:roomCreated")
+    # slow reads nothing: its client stack takes 2 frames, 1 is in flight, 4 fill its outbox
+    for i in range(6):
+        await host.ok("room:message", room="r", data=i)
+    assert harness.server.counters.slow_consumers == 0
+    await host.ok("session:close")  # the one frame that no longer fits
+    closed = await host.event("session:closed")
+    assert harness.server.counters.slow_consumers == 1
+    assert await host.ok("ping") == {}
+    assert host.events == [], f"events after session:closed (seq {closed['seq']}): {host.events}"
