@@ -106,7 +106,7 @@ async def test_nothing_follows_session_closed_even_past_a_slow_consumer(
     harness = await start_memory(
         nursery, pair=trio.testing.lockstep_stream_pair, pump=False, outbox_size=4, rate_limit=0
     )
-    host, (slow,), _code = await harness.session(1)
+    host, (_slow,), _code = await harness.session(1)
     await host.ok("session:createRoom", room="r")
     await host.event("session:roomCreated")
     # slow reads nothing: its client stack takes 2 frames, 1 is in flight, 4 fill its outbox
