@@ -62,21 +62,16 @@ async def serve(
         port = None
         if accept is not None:
             await nursery.start(accept, handle)
-            listeners = ()
-        elif listeners is None:
-            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        if listeners:
+        else:
+            if listeners is None:
+                listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+            max_frame_size = HARD_FRAME_FACTOR * config.max_message_size
             await nursery.start(
-                partial(
-                    serve_websocket,
-                    handle,
-                    listeners,
-                    max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
-                )
+                partial(serve_websocket, handle, listeners, max_frame_size=max_frame_size)
             )
-        if listeners and isinstance(listeners[0], trio.SocketListener):
-            port = listeners[0].socket.getsockname()[1]
-            logger.info("listening on ws://%s:%s/ws", config.host, port)
+            if isinstance(listeners[0], trio.SocketListener):
+                port = listeners[0].socket.getsockname()[1]
+                logger.info("listening on ws://%s:%s/ws", config.host, port)
         task_status.started(Server(config, supervisor, counters, port))
         await trio.sleep_forever()
 

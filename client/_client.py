@@ -151,17 +151,16 @@ class Client:
 
     async def set_state(self, state: dict[str, Any], expected_version: int | None = None) -> int:
         """Replace the session state; returns the new version."""
-        fields: dict[str, Any] = {"state": state}
-        if expected_version is not None:
-            fields["expected_version"] = expected_version
-        return (await self.request("state:set", **fields))["version"]
+        return await self._change_state("state:set", expected_version, state=state)
 
     async def patch_state(self, patch: dict[str, Any], expected_version: int | None = None) -> int:
         """Amend the session state with a JSON merge patch; returns the new version."""
-        fields: dict[str, Any] = {"patch": patch}
+        return await self._change_state("state:patch", expected_version, patch=patch)
+
+    async def _change_state(self, kind: str, expected_version: int | None, **fields: Any) -> int:
         if expected_version is not None:
             fields["expected_version"] = expected_version
-        return (await self.request("state:patch", **fields))["version"]
+        return (await self.request(kind, **fields))["version"]
 
     async def leave(self) -> None:
         """Give up the seat now (the host leaving closes the session)."""

@@ -71,8 +71,16 @@ class ClassroomRun:
         return sum(o.frames for o in self.observers)
 
 
-async def _observe(client: Client, observer: Observer) -> None:
-    """Record the client's events until its session closes or it gives up."""
+async def _observe(client: Client, observer: Observer, scope: trio.CancelScope) -> None:
+    """Record the client's events until its session closes or it gives up; then cancel
+    ``scope`` (the client's activity)."""
+    try:
+        await _record(client, observer)
+    finally:
+        scope.cancel()
+
+
+async def _record(client: Client, observer: Observer) -> None:
     async for event in client.events:
         if isinstance(event, ConnectionEvent):
             if event.state is ConnectionState.RESUMED:
@@ -104,12 +112,7 @@ async def _participant(
     async with sim.client(client_id, name=client_id) as client:
         observer.joined_seq = (await client.join(code))["seq"]
         async with trio.open_nursery() as nursery:
-
-            async def observe() -> None:
-                await _observe(client, observer)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(observe)
+            nursery.start_soon(_observe, client, observer, nursery.cancel_scope)
             while True:
                 wake = trio.current_time() + rng.expovariate(1.0 / plan.message_interval)
                 if drop_at is not None and drop_at < wake:
@@ -147,12 +150,7 @@ async def _host(
         await client.create_room("chat", kind="chat")
         task_status.started(created["code"])
         async with trio.open_nursery() as nursery:
-
-            async def observe() -> None:
-                await _observe(client, observer)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(observe)
+            nursery.start_soon(_observe, client, observer, nursery.cancel_scope)
             tick = 0
             while (now := trio.current_time()) < plan.duration:
                 wake = min(now + plan.patch_interval, plan.duration)
@@ -210,11 +208,8 @@ def check(run: ClassroomRun, *, final_time_slack: float = 1e-6) -> list[str]:
             missing = sorted(expected - seen)[:5]
             extra = sorted(seen - expected)[:5]
             problems.append(f"{o.client_id}: missing seqs {missing}, unexpected {extra}")
-        if (
-            o.versions != list(range(o.versions[0], o.versions[0] + len(o.versions)))
-            if o.versions
-            else False
-        ):
+        first = o.versions[0] if o.versions else 0
+        if o.versions != list(range(first, first + len(o.versions))):
             problems.append(f"{o.client_id}: state versions not in order: {o.versions[:10]}")
         vanished = run.vanished_at.get(o.session)
         if vanished is not None:

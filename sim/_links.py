@@ -88,11 +88,27 @@ class SimLink:
             end.close()
 
 
-class ServerEnd:
-    """The server's :class:`transport.Transport` on a :class:`SimLink`."""
+class _End:
+    """What both ends share: sending on the link, with the link's death in the end's terms."""
 
     def __init__(self, link: SimLink) -> None:
         self._link = link
+
+    def _gone(self) -> Exception:
+        raise NotImplementedError
+
+    async def _put(self, channel: trio.MemorySendChannel[_Item], item: str) -> None:
+        try:
+            await self._link._send(channel, item)
+        except _Gone:
+            raise self._gone() from None
+
+
+class ServerEnd(_End):
+    """The server's :class:`transport.Transport` on a :class:`SimLink`."""
+
+    def __init__(self, link: SimLink) -> None:
+        super().__init__(link)
         self._pong: trio.Event | None = None
         self.remote = f"sim:{link.client_id}"
 
@@ -110,11 +126,11 @@ class ServerEnd:
                 continue
             return item
 
+    def _gone(self) -> Exception:
+        return TransportClosed()
+
     async def send(self, frame: str) -> None:
-        try:
-            await self._link._send(self._link._down, frame)
-        except _Gone:
-            raise TransportClosed from None
+        await self._put(self._link._down, frame)
 
     def send_nowait(self, frame: str) -> bool:
         try:
@@ -138,11 +154,11 @@ class ServerEnd:
         await trio.lowlevel.checkpoint()
 
 
-class ClientEnd:
+class ClientEnd(_End):
     """The client's :class:`client.Link` on a :class:`SimLink`. Answers pings by itself."""
 
-    def __init__(self, link: SimLink) -> None:
-        self._link = link
+    def _gone(self) -> Exception:
+        return LinkClosed(ABNORMAL_CLOSURE)
 
     async def receive(self) -> str:
         link = self._link
@@ -158,18 +174,12 @@ class ClientEnd:
             if isinstance(item, _CloseFrame):
                 raise LinkClosed(item.code, item.reason)
             if item == _PING:
-                try:
-                    await link._send(link._up, _PONG)
-                except _Gone:
-                    raise LinkClosed(ABNORMAL_CLOSURE) from None
+                await self._put(link._up, _PONG)
                 continue
             return item
 
     async def send(self, frame: str) -> None:
-        try:
-            await self._link._send(self._link._up, frame)
-        except _Gone:
-            raise LinkClosed(ABNORMAL_CLOSURE) from None
+        await self._put(self._link._up, frame)
 
     async def aclose(self) -> None:
         self._link._send_close(self._link._up, 1000, "")
