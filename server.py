@@ -7,6 +7,7 @@ Every limit in :class:`actors.Config` is a flag (``--max-rooms 20``) and an envi
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -17,13 +18,22 @@ from typing import NoReturn
 import attrs
 import trio
 
-from actors import Config, Connection, ConnectionCounters, Supervisor
-from transport import Transport, serve_websocket
+from actors import (
+    METRICS_CONTENT_TYPE,
+    Config,
+    Connection,
+    ConnectionCounters,
+    Supervisor,
+    render_metrics,
+)
+from transport import HttpRoute, Transport, serve_websocket
 
 logger = logging.getLogger("trio_sessions")
 
 ENV_PREFIX = "TRIO_SESSIONS_"
 HARD_FRAME_FACTOR = 4  # frames over this many times max_message_size are cut off unread (1009)
+# Long-lived servers allocate few cyclic structures: collect the youngest generation rarely.
+GC_THRESHOLD = 50_000
 
 
 @attrs.frozen
@@ -65,10 +75,22 @@ async def serve(
         else:
             if listeners is None:
                 listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-            max_frame_size = HARD_FRAME_FACTOR * config.max_message_size
-            await nursery.start(
-                partial(serve_websocket, handle, listeners, max_frame_size=max_frame_size)
+            routes: dict[str, HttpRoute] = {}
+            if config.metrics:
+                routes["/healthz"] = lambda: ("application/json", b'{"ok":true}')
+                routes["/metrics"] = lambda: (
+                    METRICS_CONTENT_TYPE,
+                    render_metrics(supervisor, counters).encode(),
+                )
+            websocket = partial(
+                serve_websocket,
+                handle,
+                listeners,
+                max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
+                send_buffer_size=config.send_buffer_size,
+                http_routes=routes,
             )
+            await nursery.start(websocket)
             if isinstance(listeners[0], trio.SocketListener):
                 port = listeners[0].socket.getsockname()[1]
                 logger.info("listening on ws://%s:%s/ws", config.host, port)
@@ -85,14 +107,14 @@ def parse_args(
         prog="trio-sessions", description="Run the trio-sessions WebSocket server."
     )
     for field in attrs.fields(attrs.resolve_types(Config)):
-        kind = field.type if field.type in (int, float) else str
+        kind = field.type if field.type in (int, float) else _flag if field.type is bool else str
         variable = ENV_PREFIX + field.name.upper()
         default = kind(env[variable]) if variable in env else field.default
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=kind,
             default=default,
-            metavar=kind.__name__.upper(),
+            metavar=field.type.__name__.upper(),
             help=f"(env {variable}; default {field.default})",
         )
     parser.add_argument(
@@ -106,6 +128,23 @@ def parse_args(
     return Config(**args), log_level
 
 
+def _flag(text: str) -> bool:
+    """A boolean flag or variable: 1/0, true/false, yes/no, on/off."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+async def _run(config: Config) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(serve, config))
+        # What exists now lives as long as the server: keep the collector off it for good.
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     config, log_level = parse_args(argv)
@@ -115,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stream=sys.stderr,
     )
     try:
-        trio.run(serve, config)
+        trio.run(_run, config)
     except* KeyboardInterrupt:
         logger.info("stopped")
 

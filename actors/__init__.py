@@ -6,6 +6,8 @@ from ._connection import ConnectionCounters as ConnectionCounters
 from ._messages import Command as Command
 from ._messages import Peer as Peer
 from ._messages import PeerGone as PeerGone
+from ._metrics import METRICS_CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import render_metrics as render_metrics
 from ._session import SessionActor as SessionActor
 from ._session import SessionStatistics as SessionStatistics
 from ._supervisor import CODE_ALPHABET as CODE_ALPHABET

@@ -22,7 +22,9 @@ class Config:
     max_state_size: int = 1024 * 1024  # bytes of the encoded state
     event_log_size: int = 1000  # events kept per session for replay
     event_log_age: float = 10 * 60.0  # ... and for at most this long
+    send_buffer_size: int = 256 * 1024  # bytes a WebSocket keeps behind a full socket
     outbox_size: int = 256  # frames queued per connection before it counts as a slow consumer
     inbox_size: int = 64  # commands queued per session actor before senders wait
     rate_limit: float = 50.0  # requests per second per connection (0 disables)
     rate_burst: int = 100  # requests a connection may send at once before rate_limit applies
+    metrics: bool = True  # serve GET /metrics and /healthz on the WebSocket port

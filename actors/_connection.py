@@ -69,6 +69,8 @@ class ConnectionCounters:
     hello_timeouts: int = 0
     rate_limited: int = 0
     bad_requests: int = 0
+    frames_received: int = 0
+    frames_sent: int = 0
 
 
 @attrs.frozen
@@ -153,6 +155,7 @@ class Connection:
     def _put(self, item: _Outgoing) -> bool:
         if self._closing:
             return False
+        self._counters.frames_sent += 1 if type(item) is str else len(item)
         # Nothing queued or being written ahead of it: write now if the transport can take it
         # at once, sparing the writer task a wake-up. Otherwise queue it behind the rest.
         if not self._unwritten and type(item) is str and self._transport.send_nowait(item):
@@ -269,6 +272,7 @@ class Connection:
         except TransportClosed:
             return None
         self._last_heard = trio.current_time()
+        self._counters.frames_received += 1
         if isinstance(frame, bytes):
             return None, ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not accepted")
         limit = self._config.max_message_size

@@ -71,7 +71,12 @@ async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
     nursery, autojump_clock
 ) -> None:
     harness = await start_memory(
-        nursery, pair=trio.testing.lockstep_stream_pair, pump=False, outbox_size=8, rate_limit=0
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        pump=False,
+        outbox_size=8,
+        rate_limit=0,
+        send_buffer_size=0,
     )
     host, (slow, fast), _code = await harness.session(2)
     await host.ok("session:createRoom", room="r")
@@ -104,13 +109,19 @@ async def test_nothing_follows_session_closed_even_past_a_slow_consumer(
     nursery, autojump_clock
 ) -> None:
     harness = await start_memory(
-        nursery, pair=trio.testing.lockstep_stream_pair, pump=False, outbox_size=4, rate_limit=0
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        pump=False,
+        outbox_size=4,
+        rate_limit=0,
+        send_buffer_size=0,
     )
     host, (_slow,), _code = await harness.session(1)
     await host.ok("session:createRoom", room="r")
     await host.event("session:roomCreated")
-    # slow reads nothing: its client stack takes 2 frames, 1 is in flight, 4 fill its outbox
-    for i in range(6):
+    # slow reads nothing: its client stack takes 2 frames, 1 is in flight, 1 waits in the
+    # transport's send buffer and 4 fill its outbox
+    for i in range(7):
         await host.ok("room:message", room="r", data=i)
     assert harness.server.counters.slow_consumers == 0
     await host.ok("session:close")  # the one frame that no longer fits

@@ -31,7 +31,7 @@ class Transport(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Send a ping and wait for its pong."""
+        """Send a ping and wait for its pong, which arrives while another task is in ``receive``."""
         ...
 
     async def aclose(self, code: int, reason: str) -> None:
