@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,6 +22,7 @@ from actors import Config, Supervisor
 from server import Server, serve
 from transport import MemoryListener
 
+ROOT = Path(__file__).resolve().parent.parent
 TCP_GUARD = 30.0  # seconds of real time
 MEMORY_GUARD = 6 * 3600.0  # seconds of virtual time: on the autojump clock a hang hits it at once
 
@@ -195,3 +203,34 @@ async def memory(nursery: trio.Nursery) -> Harness:
     """A server on an in-memory listener. Tests using it also take ``autojump_clock``:
     pytest-trio only runs a test on a clock its own arguments name."""
     return await start_memory(nursery)
+
+
+@contextlib.contextmanager
+def server_process(*flags: str) -> Iterator[str]:
+    """``python server.py`` on a free loopback port; yields its URL, then stops it with Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "server.py", "--port", "0", "--log-level", "info", *flags],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:
+            if match := re.search(r"listening on (ws://\S+)", line):
+                break
+        else:
+            pytest.fail("the server did not start")
+        yield match.group(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert "stopped" in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    """A ``python server.py`` subprocess with default limits."""
+    with server_process() as url:
+        yield url

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,29 +10,6 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def server_url() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "server.py", "--port", "0", "--log-level", "info"],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in process.stderr:
-            if match := re.search(r"listening on (ws://\S+)", line):
-                break
-        else:
-            pytest.fail("the server did not start")
-        yield match.group(1)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-        assert "stopped" in process.stderr.read()
-    finally:
-        process.kill()
-        process.wait()
 
 
 class Client:

@@ -1,0 +1,146 @@
+"""How a load client speaks to a server: trio-sessions here; the benchmarks add baselines.
+
+A dialect joins a client to its group (a session, or a plain relay's room), frames an outgoing
+room message, and picks delivered room messages out of received frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+import orjson
+import trio
+
+from ._link import Link, LinkClosed
+
+
+class RequestFailed(Exception):
+    """The server answered a request with an error ``code``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@attrs.define(eq=False)
+class Group:
+    """One session (or relay room) of the plan, shared by its members' clients."""
+
+    index: int
+    size: int
+    rooms: int
+    code: str = ""  # the session's join code, once its host created it
+    connected: int = 0  # members that joined
+    ready: trio.Event = attrs.Factory(trio.Event)
+
+
+@attrs.define(eq=False)
+class Seat:
+    """What a client holds in its group: enough to resume after a drop."""
+
+    token: str = ""
+    epoch: str = ""
+    last_seq: int = 0
+    participant_id: str = ""
+
+
+class Dialect(Protocol):
+    """A server protocol, as the load clients need it."""
+
+    name: str
+    supports_resume: bool
+
+    async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
+        """Bring a fresh link into ``group``; member 0 sets the group up first."""
+        ...
+
+    async def resume(self, link: Link, seat: Seat) -> bool:
+        """Take the seat back on a new link; ``True`` if the missed events are replayed."""
+        ...
+
+    def message(self, room: int, data: str) -> str:
+        """The frame that sends ``data`` to ``room``."""
+        ...
+
+    def patch(self, counter: int) -> str | None:
+        """A state patch frame (hosts only), or ``None`` if the server has no state."""
+        ...
+
+    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
+        """The ``data`` of each new room message in ``frames``; counts errors into the seat."""
+        ...
+
+
+class TrioSessions:
+    """The trio-sessions protocol (docs/protocol.md)."""
+
+    name = "trio-sessions"
+    supports_resume = True
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []  # codes of error replies seen, drained by the swarm
+        self._refs = 0
+
+    async def _request(self, link: Link, kind: str, **fields: Any) -> dict[str, Any]:
+        self._refs += 1
+        ref = self._refs
+        await link.send(orjson.dumps({"type": kind, "ref": ref, **fields}).decode())
+        while True:
+            frames = await link.receive_batch()
+            for i, frame in enumerate(frames):
+                message = orjson.loads(frame)
+                if message.get("type") == "reply" and message.get("ref") == ref:
+                    link.unread(frames[i + 1 :])  # events after the reply are the client's
+                    if not message["ok"]:
+                        raise RequestFailed(message["error"]["code"])
+                    return message["data"]
+
+    async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
+        await self._request(link, "hello", name=f"load-{group.index}-{member}")
+        if member == 0:
+            reply = await self._request(link, "session:create")
+            group.code = reply["code"]
+            for room in range(group.rooms):
+                await self._request(link, "session:createRoom", room=f"r{room}")
+            group.ready.set()
+        else:
+            await group.ready.wait()
+            reply = await self._request(link, "session:join", code=group.code)
+        seat.token, seat.epoch, seat.last_seq = reply["resume_token"], reply["epoch"], reply["seq"]
+        seat.participant_id = reply["participant_id"]
+
+    async def resume(self, link: Link, seat: Seat) -> bool:
+        await self._request(link, "hello", name="load-resume")
+        reply = await self._request(
+            link, "session:resume", token=seat.token, last_seq=seat.last_seq, epoch=seat.epoch
+        )
+        recovered = bool(reply["recovered"])
+        if not recovered:
+            seat.last_seq = reply["seq"]
+        return recovered
+
+    def message(self, room: int, data: str) -> str:
+        return orjson.dumps({"type": "room:message", "room": f"r{room}", "data": data}).decode()
+
+    def patch(self, counter: int) -> str | None:
+        return orjson.dumps({"type": "state:patch", "patch": {"load": counter}}).decode()
+
+    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
+        out = []
+        for frame in frames:
+            message = orjson.loads(frame)
+            seq = message.get("seq")
+            if seq is not None:
+                if seq <= seat.last_seq:
+                    continue  # already seen (a replay overlapping what arrived live)
+                seat.last_seq = seq
+                # a replay includes what this client itself sent while away: not a delivery
+                if message["type"] == "room:message" and message["from"] != seat.participant_id:
+                    out.append(message["data"])
+            elif message.get("ok") is False:
+                self.errors.append(message["error"]["code"])
+        return out
+
+
+__all__ = ["Dialect", "Group", "LinkClosed", "RequestFailed", "Seat", "TrioSessions"]
