@@ -43,6 +43,7 @@ class Seat:
     epoch: str = ""
     last_seq: int = 0
     participant_id: str = ""
+    resumed_seq: int = 0  # seq in the last resume reply (the resumer's own participantBack)
 
 
 class Dialect(Protocol):
@@ -59,8 +60,8 @@ class Dialect(Protocol):
         """Take the seat back on a new link; ``True`` if the missed events are replayed."""
         ...
 
-    def message(self, room: int, data: str) -> str:
-        """The frame that sends ``data`` to ``room``."""
+    def message(self, group: int, room: int, data: str) -> str:
+        """The frame that sends ``data`` to room number ``room`` of group number ``group``."""
         ...
 
     def patch(self, counter: int) -> str | None:
@@ -116,11 +117,12 @@ class TrioSessions:
             link, "session:resume", token=seat.token, last_seq=seat.last_seq, epoch=seat.epoch
         )
         recovered = bool(reply["recovered"])
+        seat.resumed_seq = reply["seq"]
         if not recovered:
             seat.last_seq = reply["seq"]
         return recovered
 
-    def message(self, room: int, data: str) -> str:
+    def message(self, group: int, room: int, data: str) -> str:
         return orjson.dumps({"type": "room:message", "room": f"r{room}", "data": data}).decode()
 
     def patch(self, counter: int) -> str | None:

@@ -150,7 +150,7 @@ class _Client:
                 else:
                     data = f"{swarm.phase_tag}|{now!r}|{swarm.padding}"
                     room = swarm.random.randrange(self.group.rooms)
-                    await link.send(swarm.dialect.message(room, data))
+                    await link.send(swarm.dialect.message(self.group.index, room, data))
                     stats.sent += 1
                     stats.expected += self.group.connected - 1
             except LinkClosed:
