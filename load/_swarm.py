@@ -256,10 +256,10 @@ class Swarm:
                 if progress is not None:
                     progress(stats)
             nursery.cancel_scope.cancel()
+        stats.wall_seconds = duration
+        stats.cpu_seconds = time.process_time() - cpu  # while loaded, not while draining
         self.set_rates(Rates(message_rate=0.0))
         await trio.sleep(drain)
-        stats.wall_seconds = duration
-        stats.cpu_seconds = time.process_time() - cpu
         return stats
 
     async def _churn(self, per_minute: float) -> None:

@@ -27,6 +27,7 @@ MESSAGE_TOO_BIG: Final = 1009
 NO_STATUS: Final = 1005  # reported when a close frame carries no code
 
 _MAX_CONTROL: Final = 125
+_ZERO_KEY = bytes(4)
 _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
@@ -49,8 +50,10 @@ def xor_mask(data: bytes, key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
 
 
-def build_frame(opcode: int, payload: bytes, *, mask: bool = False) -> bytes:
-    """One final frame; ``mask`` for frames a client sends."""
+def build_frame(
+    opcode: int, payload: bytes, *, mask: bool = False, key: bytes | None = None
+) -> bytes:
+    """One final frame; ``mask`` for frames a client sends, with a random ``key`` unless given."""
     n = len(payload)
     first = 0x80 | opcode
     masked = 0x80 if mask else 0
@@ -62,8 +65,8 @@ def build_frame(opcode: int, payload: bytes, *, mask: bool = False) -> bytes:
         header = _LONG.pack(first, masked | 127, n)
     if not mask:
         return header + payload
-    key = os.urandom(4)
-    return header + key + xor_mask(payload, key)
+    key = key or os.urandom(4)
+    return header + key + (payload if key == _ZERO_KEY else xor_mask(payload, key))
 
 
 @functools.lru_cache(maxsize=4)
