@@ -18,6 +18,7 @@ import psutil
 import trio
 
 from .fanout import sweep
+from .generators import install_node_loadgen, node_available
 from .memory import idle_memory
 from .servers import TARGETS, pin_load, running
 from .storm import storm
@@ -26,14 +27,14 @@ SHAPES = [(10, 50), (100, 10)]  # sessions (rooms) x participants
 MEMORY_SIZES = [1_000, 10_000]
 
 
-async def fanout(runs: int, targets: list[str]) -> dict[str, Any]:
+async def fanout(runs: int, targets: list[str], generator: str) -> dict[str, Any]:
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in range(runs):
         for groups, members in SHAPES:
             for name in targets:  # interleaved: each run visits every server once
                 print(f"run {run + 1}/{runs}: {name}, {groups}x{members}", flush=True)
                 with running(TARGETS[name]) as server:
-                    result = await sweep(server, groups, members)
+                    result = await sweep(server, groups, members, generator)
                 results.setdefault(name, {}).setdefault(f"{groups}x{members}", []).append(result)
                 best = result.get("best") or {}
                 print(f"  -> {best.get('delivered_per_s')} deliveries/s", flush=True)
@@ -120,7 +121,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         }
     }
     if "fanout" in args.only:
-        out["fanout"] = await fanout(args.runs, args.targets)
+        if args.generator == "node":
+            install_node_loadgen()
+        out["generator"] = args.generator
+        out["fanout"] = await fanout(args.runs, args.targets, args.generator)
         out["fanout_summary"] = summarize(out["fanout"])
     if "memory" in args.only:
         out["memory"] = {}
@@ -141,6 +145,12 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", nargs="+", default=["fanout", "memory", "storm"])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument(
+        "--generator",
+        choices=["node", "python"],
+        default="node" if node_available() else "python",
+        help="fan-out load generator: Node.js (default where installed) or the load tool's engine",
+    )
     parser.add_argument("--json", help="write every measurement to this file")
     args = parser.parse_args()
     out = trio.run(main, args)

@@ -1,10 +1,13 @@
 """The server's WebSocket transport: an h11 handshake, then framing it owns.
 
 Every frame a connection sends (data, pong, close) goes through one writer discipline, so frames
-never interleave: a frame is written to the socket at once with a non-blocking ``send`` when
-nothing is queued ahead of it; what the kernel does not take goes to a bounded overflow buffer
-that a flusher task drains. Sending therefore never waits while the client keeps up, and a
-broadcast's frame is built once (:func:`server_text_frame`) and shared by every recipient.
+never interleave. A frame is appended to its connection's pending list; once the tasks that are
+sending have yielded, the :class:`WriteCoalescer` writes each connection's pending frames with
+one non-blocking ``send``. What the kernel does not take goes to a bounded overflow queue that a
+per-connection flusher task drains; while it holds anything, new frames queue behind it. Sending
+never waits while the client keeps up, a broadcast's frame is built once
+(:func:`server_text_frame`) for every recipient, and under load several broadcasts to one
+connection cost one system call.
 
 Reading parses frames straight from ``receive_some`` (one read can carry many frames) and
 answers pings and closes inline. trio-websocket remains the client side (``client/``) and its
@@ -72,6 +75,7 @@ class WebSocketTransport:
         self,
         stream: trio.abc.Stream,
         nursery: trio.Nursery,
+        coalescer: WriteCoalescer,
         *,
         received: bytes,
         max_message_size: int,
@@ -87,8 +91,10 @@ class WebSocketTransport:
         self._received = received  # bytes read past the handshake, parsed on the first receive
         self._messages: deque[str | bytes] = deque()
         self._limit = send_buffer_size
-        self._queued: list[bytes] = []
-        self._queued_size = 0  # bytes queued or being flushed
+        self._coalescer = coalescer
+        self._pending: list[bytes] = []  # for the coalescer's next pass
+        self._queued: list[bytes] = []  # what the socket refused, for the flusher
+        self._queued_size = 0  # bytes pending, queued or being flushed
         self._flushing = False
         self._flusher_started = False
         self._wake_flusher = trio.Event()
@@ -176,7 +182,7 @@ class WebSocketTransport:
         try:
             if not self._close_sent:
                 self._send_close(code, reason)
-            while (self._queued or self._flushing) and not self._broken:
+            while (self._pending or self._queued or self._flushing) and not self._broken:
                 await self._flushed.wait()
             while not self._close_received and not self._broken:
                 await self.receive()  # discards what the client still sends before its close
@@ -195,23 +201,41 @@ class WebSocketTransport:
         self._write(build_frame(CLOSE, close_payload(code, reason)))
 
     def _write(self, data: bytes) -> None:
-        """Write now if nothing is ahead of ``data``; queue what the socket does not take."""
+        """Queue ``data`` for the coalescer's next pass, or behind what the socket refused."""
         if self._broken:
             return
-        if not self._queued and not self._flushing and self._fd >= 0:
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._broken = True
-                self._wake_all()
-                return
-            if sent == len(data):
-                return
-            data = data[sent:]
-        self._queued.append(data)
         self._queued_size += len(data)
+        if self._queued or self._flushing or self._fd < 0:
+            self._enqueue(data)
+            return
+        if not self._pending:
+            self._coalescer.mark(self)
+        self._pending.append(data)
+
+    def write_pending(self) -> None:
+        """Write what was sent since the coalescer's last pass, in one non-blocking ``send``."""
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if self._broken:
+            return
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken = True
+            self._wake_all()
+            return
+        self._queued_size -= sent
+        if sent < len(data):
+            self._enqueue(data[sent:])
+        else:
+            self._flushed.set()
+            self._flushed = trio.Event()
+
+    def _enqueue(self, data: bytes) -> None:
+        """Hand ``data`` to the flusher task, after what it already holds."""
+        self._queued.append(data)
         if not self._flusher_started:
             self._flusher_started = True
             self._nursery.start_soon(self._flush_loop)
@@ -245,6 +269,32 @@ class WebSocketTransport:
             waiter.set()
         self._pongs.clear()
         self._flushed.set()
+
+
+class WriteCoalescer:
+    """Writes every connection's frames of one scheduler pass with one ``send`` each.
+
+    Frames are not written where they are sent (a session actor broadcasting, a reader
+    answering a ping) but collected per connection; this task runs once the senders yield,
+    so a connection that got several frames meanwhile (under load, several broadcasts) costs one
+    system call instead of one per frame. One per listener set, in ``serve_websocket``'s nursery.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[WebSocketTransport] = []
+        self._wake = trio.Event()
+
+    def mark(self, transport: WebSocketTransport) -> None:
+        self._dirty.append(transport)
+        self._wake.set()
+
+    async def run(self) -> NoReturn:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            dirty, self._dirty = self._dirty, []
+            for transport in dirty:
+                transport.write_pending()
 
 
 async def _read_request(connection: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
@@ -323,6 +373,7 @@ async def serve_websocket(
                 transport = WebSocketTransport(
                     stream,
                     nursery,
+                    coalescer,
                     received=connection.trailing_data[0],
                     max_message_size=max_frame_size,
                     send_buffer_size=send_buffer_size,
@@ -338,7 +389,10 @@ async def serve_websocket(
         finally:
             await trio.aclose_forcefully(stream)
 
-    await trio.serve_listeners(on_stream, list(listeners), task_status=task_status)
+    coalescer = WriteCoalescer()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(coalescer.run)
+        await trio.serve_listeners(on_stream, list(listeners), task_status=task_status)
 
 
 def _upgrade_key(request: h11.Request) -> bytes | None:
