@@ -62,6 +62,12 @@ TARGETS = {
         SocketIO,
         "/socket.io/?EIO=4&transport=websocket",
     ),
+    "python-socketio, stock GC": Target(
+        "python-socketio, stock GC",
+        lambda port: ["bench/baselines/relay_socketio.py", str(port), "--stock-gc"],
+        SocketIO,
+        "/socket.io/?EIO=4&transport=websocket",
+    ),
     "websockets relay": Target(
         "websockets relay",
         lambda port: ["bench/baselines/relay_websockets.py", str(port)],

@@ -114,8 +114,8 @@ async def echo(transport: Transport) -> None:
         await transport.ping()
         await transport.send("pong received")
 
-    try:
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
+        try:
             while True:
                 message = await transport.receive()
                 if message == "ping me":
@@ -126,8 +126,8 @@ async def echo(transport: Transport) -> None:
                 else:
                     reply = message if isinstance(message, str) else f"{len(message)} bytes"
                     await transport.send(reply)
-    except TransportClosed:
-        await transport.aclose(1000, "")
+        except TransportClosed:
+            await transport.aclose(1000, "")
 
 
 async def test_websockets_client_round_trips_everything(nursery: trio.Nursery) -> None:
@@ -177,17 +177,35 @@ async def test_server_initiated_close_completes_the_handshake(nursery: trio.Nurs
     assert await trio.to_thread.run_sync(client) == (4000, "as asked", True)
 
 
-async def raw_upgrade(port: int) -> trio.SocketStream:
+class RawLink:
+    """A socket after the upgrade, giving back first what arrived with the 101 response."""
+
+    def __init__(self, stream: trio.SocketStream, early: bytes) -> None:
+        self.stream = stream
+        self.early = early
+
+    async def send_all(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def receive_some(self, size: int) -> bytes:
+        if self.early:
+            data, self.early = self.early, b""
+            return data
+        return await self.stream.receive_some(size)
+
+
+async def raw_upgrade(port: int) -> RawLink:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(UPGRADE)
     head = b""
     while b"\r\n\r\n" not in head:
         head += await stream.receive_some(4096)
+    head, _, early = head.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
-    return stream
+    return RawLink(stream, early)
 
 
-async def close_frame(stream: trio.SocketStream) -> tuple[int, bytes]:
+async def close_frame(stream: RawLink) -> tuple[int, bytes]:
     data = b""
     with trio.fail_after(5):
         while len(data) < 2 or len(data) < 2 + data[1]:
@@ -273,3 +291,19 @@ async def test_a_reader_that_stops_gets_its_frames_late_but_in_order(
             received += [p for op, p in parser.feed(await stream.receive_some(65536)) if op == TEXT]
     assert [r.decode() for r in received] == frames
     assert most_queued <= 64 * 1024 + len(frames[0]) + 10
+
+
+async def test_frames_sent_just_before_the_handler_ends_still_go_out(
+    nursery: trio.Nursery,
+) -> None:
+    async def last_words(transport: Transport) -> None:
+        transport.send_nowait("last words")  # pending for the coalescer's next pass
+        raise RuntimeError("a handler bug")  # logged; the socket closes right away
+
+    port = await start(nursery, last_words)
+    stream = await raw_upgrade(port)
+    data = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(4096):
+            data += chunk
+    assert data == build_frame(TEXT, b"last words")

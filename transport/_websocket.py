@@ -35,6 +35,7 @@ from ._base import Transport, TransportClosed
 from ._frames import (
     BINARY,
     CLOSE,
+    INVALID_DATA,
     PING,
     PONG,
     TEXT,
@@ -68,7 +69,8 @@ class WebSocketTransport:
 
     ``send_buffer_size`` bounds the bytes queued behind the socket; past it ``send_nowait``
     returns ``False`` and ``send`` waits for the flusher, so the caller's slow-consumer policy
-    decides. ``run_flusher`` must run in a nursery that outlives the transport's use.
+    decides. The flusher task is started in ``nursery`` when first needed; the nursery must
+    outlive the transport's use.
     """
 
     def __init__(
@@ -140,7 +142,7 @@ class WebSocketTransport:
                     self._on_close(*parse_close(payload))
                     return
         except UnicodeDecodeError:
-            self._fail(FrameError(1007, "text frame is not UTF-8"))
+            self._fail(FrameError(INVALID_DATA, "text frame is not UTF-8"))
         except FrameError as error:
             self._fail(error)
 
@@ -152,7 +154,8 @@ class WebSocketTransport:
 
     def _fail(self, error: FrameError) -> None:
         logger.info("closing %s: %s", self.remote, error.reason)
-        self._send_close(error.code, error.reason)
+        if not self._close_sent:
+            self._send_close(error.code, error.reason)
         self._close_received = True  # read nothing more from a peer that broke the protocol
 
     # ---------------------------------------------------------------- sending
@@ -189,12 +192,21 @@ class WebSocketTransport:
         except TransportClosed:
             pass
         finally:
-            await trio.aclose_forcefully(self._stream)
+            await self.abort()
 
     async def abort(self) -> None:
-        self._broken = True
-        self._wake_all()
+        self.release()
         await trio.aclose_forcefully(self._stream)
+
+    def release(self) -> None:
+        """Write what is pending now, then nothing more: the socket is being closed, and its
+        descriptor may be reused by the next connection before the coalescer's next pass."""
+        if self._pending and not self._broken:
+            self.write_pending()
+        self._broken = True
+        self._fd = -1
+        self._pending.clear()
+        self._wake_all()
 
     def _send_close(self, code: int, reason: str) -> None:
         self._close_sent = True
@@ -383,6 +395,8 @@ async def serve_websocket(
                     await handler(transport)
                 except Exception:
                     logger.exception("connection from %s failed", transport.remote)
+                finally:
+                    transport.release()
                 nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass  # the client went away mid-handshake

@@ -4,7 +4,10 @@
 skipping the sender. Engine.IO pings are set far apart so idle benchmark clients need not
 answer them.
 
-    python bench/baselines/relay_socketio.py PORT
+    python bench/baselines/relay_socketio.py PORT [--stock-gc]
+
+With ``--stock-gc`` the garbage collector keeps Python's defaults, as a deployment that was
+not tuned for it would; otherwise it gets the same tuning as every server here.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ async def msg(sid: str, message: dict) -> None:
 
 
 if __name__ == "__main__":
-    gc.freeze()
-    gc.set_threshold(50_000)
+    if "--stock-gc" not in sys.argv:
+        gc.freeze()
+        gc.set_threshold(50_000)
     uvicorn.run(
         app,
         host="127.0.0.1",
