@@ -3,9 +3,9 @@
 The reader parses frames into typed requests and routes them: ``hello`` and ``ping`` it answers
 itself, ``session:create``/``join``/``resume`` go to the supervisor's registry, the rest to the
 session the connection is bound to. It *awaits* the actor's inbox, so a flooding client is
-back-pressured. Replies and events share one bounded outbox, drained by the writer, so a client
-sees a reply before the events that follow it. Actors put into the outbox without waiting; a
-full outbox disconnects the client as a slow consumer.
+back-pressured. Replies and events go out in the order they are put: straight to the transport
+(``send_nowait``) while nothing waits ahead of them, else into one bounded outbox drained by the
+writer. Nobody waits to put a frame; a full outbox disconnects the client as a slow consumer.
 """
 
 from __future__ import annotations

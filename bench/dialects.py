@@ -13,6 +13,9 @@ class Relay:
     name = "relay"
     supports_resume = False
 
+    def __init__(self) -> None:
+        self.errors: list[str] = []  # the relays answer nothing
+
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         for room in range(group.rooms):
             await link.send(orjson.dumps({"join": f"g{group.index}r{room}"}).decode())
@@ -35,6 +38,9 @@ class SocketIO:
 
     name = "socket.io"
     supports_resume = False
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         opened = await link.receive_batch()  # '0{"sid":...}'

@@ -12,7 +12,7 @@ import attrs
 import orjson
 import trio
 
-from ._link import Link, LinkClosed
+from ._link import Link
 
 
 class RequestFailed(Exception):
@@ -51,6 +51,7 @@ class Dialect(Protocol):
 
     name: str
     supports_resume: bool
+    errors: list[str]  # codes of error replies seen since the swarm last drained them
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         """Bring a fresh link into ``group``; member 0 sets the group up first."""
@@ -69,7 +70,7 @@ class Dialect(Protocol):
         ...
 
     def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
-        """The ``data`` of each new room message in ``frames``; counts errors into the seat."""
+        """The ``data`` of each new room message in ``frames``; error codes go to ``errors``."""
         ...
 
 
@@ -80,7 +81,7 @@ class TrioSessions:
     supports_resume = True
 
     def __init__(self) -> None:
-        self.errors: list[str] = []  # codes of error replies seen, drained by the swarm
+        self.errors: list[str] = []
         self._refs = 0
 
     async def _request(self, link: Link, kind: str, **fields: Any) -> dict[str, Any]:
@@ -143,6 +144,3 @@ class TrioSessions:
             elif message.get("ok") is False:
                 self.errors.append(message["error"]["code"])
         return out
-
-
-__all__ = ["Dialect", "Group", "LinkClosed", "RequestFailed", "Seat", "TrioSessions"]

@@ -202,11 +202,7 @@ class Swarm:
             self._all_settled.set()
 
     def drain_errors(self) -> list[str]:
-        errors = getattr(self.dialect, "errors", None)
-        if not errors:
-            return []
-        drained = list(errors)
-        errors.clear()
+        drained, self.dialect.errors = self.dialect.errors, []
         return drained
 
     async def connect(self, nursery: trio.Nursery, ramp_up: float) -> None:
