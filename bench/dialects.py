@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 
 from load import Group, Link, RequestFailed, Seat
@@ -12,9 +14,6 @@ class Relay:
 
     name = "relay"
     supports_resume = False
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []  # the relays answer nothing
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         for room in range(group.rooms):
@@ -29,7 +28,7 @@ class Relay:
     def patch(self, counter: int) -> str | None:
         return None
 
-    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
+    def deliveries(self, frames: list[str], seat: Seat, errors: Counter[str]) -> list[str]:
         return [orjson.loads(frame)["data"] for frame in frames]
 
 
@@ -38,9 +37,6 @@ class SocketIO:
 
     name = "socket.io"
     supports_resume = False
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         opened = await link.receive_batch()  # '0{"sid":...}'
@@ -63,5 +59,5 @@ class SocketIO:
     def patch(self, counter: int) -> str | None:
         return None
 
-    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
+    def deliveries(self, frames: list[str], seat: Seat, errors: Counter[str]) -> list[str]:
         return [orjson.loads(f[2:])[1]["data"] for f in frames if f.startswith('42["msg"')]

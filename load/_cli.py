@@ -16,7 +16,7 @@ import queue
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -80,6 +80,14 @@ async def _work(plan: Plan, process: int, results: multiprocessing.Queue[Any]) -
         nursery.cancel_scope.cancel()
 
 
+def merged(parts: Iterable[Stats]) -> Stats:
+    """One :class:`Stats` adding up what several load processes measured."""
+    total = Stats()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
 def scrape_metrics(url: str) -> dict[str, float] | None:
     """The server's ``/metrics`` samples, or ``None`` where it has none."""
     host, port, _ = split_url(url)
@@ -137,12 +145,8 @@ def run(plan: Plan, *, show_progress: bool = True) -> dict[str, Any]:
         worker.join(timeout=5)
         if worker.is_alive():
             worker.kill()
-    setup, stats = Stats(clients=clients), Stats()
-    for part in setups.values():
-        setup.merge(part)
-    for part in latest.values():
-        stats.merge(part)
-    setup.clients = clients
+    setup, stats = merged(setups.values()), merged(latest.values())
+    setup.clients = clients  # including the share of a process that never reported
     missing = sorted(set(range(plan.processes)) - done)
     return report(plan, setup, stats, latest, missing, before, scrape_metrics(plan.url))
 
@@ -239,11 +243,7 @@ class _Progress:
             return
         from rich.table import Table
 
-        setup, stats = Stats(), Stats()
-        for part in setups.values():
-            setup.merge(part)
-        for part in latest.values():
-            stats.merge(part)
+        setup, stats = merged(setups.values()), merged(latest.values())
         p99 = stats.percentile(0.99)
         table = Table(title=f"trio-sessions-load → {self._plan.url}")
         for column in ("clients", "elapsed", "sent", "delivered / expected", "p99", "errors"):

@@ -6,6 +6,7 @@ room message, and picks delivered room messages out of received frames.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Protocol
 
 import attrs
@@ -51,7 +52,6 @@ class Dialect(Protocol):
 
     name: str
     supports_resume: bool
-    errors: list[str]  # codes of error replies seen since the swarm last drained them
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         """Bring a fresh link into ``group``; member 0 sets the group up first."""
@@ -69,8 +69,8 @@ class Dialect(Protocol):
         """A state patch frame (hosts only), or ``None`` if the server has no state."""
         ...
 
-    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
-        """The ``data`` of each new room message in ``frames``; error codes go to ``errors``."""
+    def deliveries(self, frames: list[str], seat: Seat, errors: Counter[str]) -> list[str]:
+        """The ``data`` of each new room message in ``frames``; counts error replies by code."""
         ...
 
 
@@ -81,7 +81,6 @@ class TrioSessions:
     supports_resume = True
 
     def __init__(self) -> None:
-        self.errors: list[str] = []
         self._refs = 0
 
     async def _request(self, link: Link, kind: str, **fields: Any) -> dict[str, Any]:
@@ -129,7 +128,7 @@ class TrioSessions:
     def patch(self, counter: int) -> str | None:
         return orjson.dumps({"type": "state:patch", "patch": {"load": counter}}).decode()
 
-    def deliveries(self, frames: list[str], seat: Seat) -> list[str]:
+    def deliveries(self, frames: list[str], seat: Seat, errors: Counter[str]) -> list[str]:
         out = []
         for frame in frames:
             message = orjson.loads(frame)
@@ -142,5 +141,5 @@ class TrioSessions:
                 if message["type"] == "room:message" and message["from"] != seat.participant_id:
                     out.append(message["data"])
             elif message.get("ok") is False:
-                self.errors.append(message["error"]["code"])
+                errors[message["error"]["code"]] += 1
         return out

@@ -43,7 +43,19 @@ class _Client:
         self.link: Link | None = None
         self.dropping = False
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self) -> None:
+        joined = await self._join()
+        self.swarm.settle()
+        if not joined:
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_loop, False)
+            if self.member == 0 and self.swarm.dialect.patch(0) is not None:
+                nursery.start_soon(self._send_loop, True)
+            await self._read_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _join(self) -> bool:
         swarm = self.swarm
         start = trio.current_time()
         try:
@@ -54,21 +66,12 @@ class _Client:
             swarm.setup.errors[_error_name(error)] += 1
             if self.member == 0:
                 self.group.ready.set()  # let the members fail on an empty code, not hang
-            swarm.settle()
-            task_status.started()
-            return
+            return False
         swarm.setup.connected += 1
         swarm.setup.connect_seconds.append(trio.current_time() - start)
         self.group.connected += 1
         swarm.clients.append(self)
-        swarm.settle()
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_loop, False)
-            if self.member == 0 and swarm.dialect.patch(0) is not None:
-                nursery.start_soon(self._send_loop, True)
-            await self._read_loop()
-            nursery.cancel_scope.cancel()
+        return True
 
     async def _read_loop(self) -> None:
         swarm = self.swarm
@@ -85,13 +88,11 @@ class _Client:
             now = trio.current_time()
             stats = swarm.stats
             phase = swarm.phase_tag
-            for data in deliveries(frames, self.seat):
+            for data in deliveries(frames, self.seat, stats.errors):
                 tag, _, rest = data.partition("|")
                 if tag == phase:
                     stats.delivered += 1
                     stats.record_latency(now - float(rest.partition("|")[0]))
-            for code in swarm.drain_errors():
-                stats.errors[code] += 1
 
     async def _resume(self) -> None:
         swarm = self.swarm
@@ -200,10 +201,6 @@ class Swarm:
         self._settled += 1
         if self._settled == self.setup.clients:
             self._all_settled.set()
-
-    def drain_errors(self) -> list[str]:
-        drained, self.dialect.errors = self.dialect.errors, []
-        return drained
 
     async def connect(self, nursery: trio.Nursery, ramp_up: float) -> None:
         """Start every client in ``nursery``, ``ramp_up`` per second (0: as fast as they can).

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from .conftest import start_memory
+from .conftest import Harness, start_memory
 
 
 async def test_no_hello_closes_with_4001(memory, autojump_clock) -> None:
@@ -67,17 +67,23 @@ async def test_a_crashing_actor_closes_only_its_session(memory, autojump_clock, 
     assert (await host_a.ok("session:create"))["code"] not in (code_a, code_b)
 
 
-async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
-    nursery, autojump_clock
-) -> None:
-    harness = await start_memory(
+async def start_unread(nursery: trio.Nursery, outbox_size: int) -> Harness:
+    """A server whose clients read only when a test asks, with no buffering on the way but the
+    client stack's own and ``outbox_size`` frames (no send buffer), so slow consumers show."""
+    return await start_memory(
         nursery,
         pair=trio.testing.lockstep_stream_pair,
         pump=False,
-        outbox_size=8,
+        outbox_size=outbox_size,
         rate_limit=0,
         send_buffer_size=0,
     )
+
+
+async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
+    nursery, autojump_clock
+) -> None:
+    harness = await start_unread(nursery, outbox_size=8)
     host, (slow, fast), _code = await harness.session(2)
     await host.ok("session:createRoom", room="r")
     for client in (host, slow, fast):
@@ -108,14 +114,7 @@ async def test_slow_consumer_is_cut_off_and_the_rest_keep_receiving(
 async def test_nothing_follows_session_closed_even_past_a_slow_consumer(
     nursery, autojump_clock
 ) -> None:
-    harness = await start_memory(
-        nursery,
-        pair=trio.testing.lockstep_stream_pair,
-        pump=False,
-        outbox_size=4,
-        rate_limit=0,
-        send_buffer_size=0,
-    )
+    harness = await start_unread(nursery, outbox_size=4)
     host, (_slow,), _code = await harness.session(1)
     await host.ok("session:createRoom", room="r")
     await host.event("session:roomCreated")

@@ -87,8 +87,7 @@ class WebSocketTransport:
         self.remote = remote
         self._stream = stream
         self._nursery = nursery
-        socket = getattr(stream, "socket", None)
-        self._fd = socket.fileno() if isinstance(stream, trio.SocketStream) and socket else -1
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._parser = FrameParser(masked=True, max_size=max_message_size)
         self._received = received  # bytes read past the handshake, parsed on the first receive
         self._messages: deque[str | bytes] = deque()
@@ -120,8 +119,7 @@ class WebSocketTransport:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
                 if not data:
-                    self._broken = True
-                    self._wake_all()
+                    self._mark_broken()
                     raise TransportClosed
             self._feed(data)
         return self._messages.popleft()
@@ -203,10 +201,9 @@ class WebSocketTransport:
         descriptor may be reused by the next connection before the coalescer's next pass."""
         if self._pending and not self._broken:
             self.write_pending()
-        self._broken = True
         self._fd = -1
         self._pending.clear()
-        self._wake_all()
+        self._mark_broken()
 
     def _send_close(self, code: int, reason: str) -> None:
         self._close_sent = True
@@ -235,15 +232,13 @@ class WebSocketTransport:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._broken = True
-            self._wake_all()
+            self._mark_broken()
             return
         self._queued_size -= sent
         if sent < len(data):
             self._enqueue(data[sent:])
         else:
-            self._flushed.set()
-            self._flushed = trio.Event()
+            self._signal_flushed()
 
     def _enqueue(self, data: bytes) -> None:
         """Hand ``data`` to the flusher task, after what it already holds."""
@@ -265,15 +260,24 @@ class WebSocketTransport:
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._broken = True
+                    self._mark_broken()
                 except trio.Cancelled:
-                    self._broken = True  # part of a frame may be on the wire
+                    self._mark_broken()  # part of a frame may be on the wire
                     raise
                 finally:
                     self._flushing = False
                 self._queued_size -= len(data)
-            self._flushed.set()
-            self._flushed = trio.Event()
+            self._signal_flushed()
+
+    def _signal_flushed(self) -> None:
+        """Wake whoever waits for the queues to drain (``send``, ``aclose``)."""
+        self._flushed.set()
+        self._flushed = trio.Event()
+
+    def _mark_broken(self) -> None:
+        """Nothing more can be sent: reset, a failed write, or the socket released."""
+        self._broken = True
+        self._wake_all()
 
     def _wake_all(self) -> None:
         """Release everything waiting on the link: it is closing or gone."""
