@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -18,20 +21,14 @@ from typing import NoReturn
 import attrs
 import trio
 
-from actors import (
-    METRICS_CONTENT_TYPE,
-    Config,
-    Connection,
-    ConnectionCounters,
-    Supervisor,
-    render_metrics,
-)
+from actors import Config, Environment, Supervisor
+from gateway import METRICS_CONTENT_TYPE, Connection, Counters, render_metrics
 from transport import HttpRoute, Transport, serve_websocket
 
 logger = logging.getLogger("trio_sessions")
 
 ENV_PREFIX = "TRIO_SESSIONS_"
-HARD_FRAME_FACTOR = 4  # frames over this many times max_message_size are cut off unread (1009)
+HARD_FRAME_FACTOR = 2  # messages over this many times max_message_size are refused unread (1009)
 # Long-lived servers allocate few cyclic structures: collect the youngest generation rarely.
 GC_THRESHOLD = 50_000
 
@@ -42,7 +39,7 @@ class Server:
 
     config: Config
     supervisor: Supervisor
-    counters: ConnectionCounters
+    counters: Counters
     port: int | None  # the bound TCP port; None on in-memory listeners
 
 
@@ -55,19 +52,22 @@ async def serve(
     *,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
     accept: AcceptLoop | None = None,
+    env: Environment | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run the server until cancelled; reports a :class:`Server` once it accepts connections.
 
     Connections come from ``accept`` (e.g. the simulated network's), else WebSocket on
     ``listeners``, else WebSocket on TCP at ``config.host:config.port`` (port 0 picks one).
+    ``env`` is where ids, secrets and display times come from (a simulation seeds it).
     """
+    env = env or Environment.production()
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(config).run)
-        counters = ConnectionCounters()
+        supervisor: Supervisor = await nursery.start(Supervisor(config, env).run)
+        counters = Counters()
 
         async def handle(transport: Transport) -> None:
-            await Connection(transport, supervisor, config, counters).serve()
+            await Connection(transport, supervisor, config, counters, env).serve()
 
         port = None
         if accept is not None:
@@ -77,8 +77,9 @@ async def serve(
                 listeners = await trio.open_tcp_listeners(config.port, host=config.host)
             routes: dict[str, HttpRoute] = {}
             if config.metrics:
-                routes["/healthz"] = lambda: ("application/json", b'{"ok":true}')
-                routes["/metrics"] = lambda: (
+                routes["/healthz"] = lambda _path: (200, "application/json", b'{"ok":true}')
+                routes["/metrics"] = lambda _path: (
+                    200,
                     METRICS_CONTENT_TYPE,
                     render_metrics(supervisor, counters).encode(),
                 )
@@ -88,6 +89,8 @@ async def serve(
                 listeners,
                 max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
                 send_buffer_size=config.send_buffer_size,
+                max_frame_rate=config.frame_rate or math.inf,
+                frame_burst=config.frame_burst,
                 http_routes=routes,
             )
             await nursery.start(websocket)
@@ -96,6 +99,15 @@ async def serve(
                 logger.info("listening on ws://%s:%s/ws", config.host, port)
         task_status.started(Server(config, supervisor, counters, port))
         await trio.sleep_forever()
+
+
+def _field_help() -> dict[str, str]:
+    """Each Config field's ``--help`` line: the comment after it in ``actors/_config.py``."""
+    source = inspect.getsource(Config)
+    return dict(re.findall(r"^    (\w+): [^#\n]*#\s*(.+)$", source, re.MULTILINE))
+
+
+HELP = _field_help()
 
 
 def parse_args(
@@ -114,8 +126,8 @@ def parse_args(
             "--" + field.name.replace("_", "-"),
             type=kind,
             default=default,
-            metavar=field.type.__name__.upper(),
-            help=f"(env {variable}; default {field.default})",
+            metavar=getattr(field.type, "__name__", "value").upper(),
+            help=f"{HELP.get(field.name, '')} (env {variable}; default {field.default})",
         )
     parser.add_argument(
         "--log-level",
@@ -125,7 +137,10 @@ def parse_args(
     )
     args = vars(parser.parse_args(argv))
     log_level = args.pop("log_level")
-    return Config(**args), log_level
+    try:
+        return Config(**args), log_level
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _flag(text: str) -> bool:

@@ -1,17 +1,15 @@
-"""What travels into a session actor's inbox, and the interface actors deliver through."""
+"""How others reach a session actor: its address, what travels into its inbox, and the interface
+it delivers to connections through."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
+import trio
 
 if TYPE_CHECKING:
-    import trio
-
-    from protocol import CloseCode, ProtocolError, Ref, Request
-
-    from ._supervisor import SessionHandle
+    from protocol import CloseCode, ProtocolError, Ref, Reply, Request
 
 
 class Peer(Protocol):
@@ -24,38 +22,36 @@ class Peer(Protocol):
     connection_id: str
     user_id: str
     name: str
-    participant_id: str | None  # the seat it is bound to, set through bind/unbind
 
     def deliver(self, frame: str) -> bool:
         """Queue one frame. ``False`` if the peer is gone or was just cut off as a slow consumer."""
 
-    def deliver_many(self, frames: list[str]) -> bool:
-        """Queue frames as one unit (a replay), in order."""
-
-    def reply(self, ref: Ref, data: dict[str, object]) -> None:
+    def reply(self, ref: Ref, data: Reply) -> None:
         """Queue a successful reply (dropped when the request carried no ``ref``)."""
 
     def reply_error(self, ref: Ref, error: ProtocolError) -> None:
         """Queue a failed reply."""
 
-    def close(self, code: CloseCode, reason: str) -> None:
-        """Close after the frames already queued have been sent."""
+    def command_done(self) -> None:
+        """The actor has answered one more of this peer's commands (called once per command)."""
 
-    def bind(self, session: SessionHandle, participant_id: str) -> None:
-        """Route this connection's later requests to ``session`` as ``participant_id``."""
-
-    def unbind(self, session: SessionHandle, reason: str) -> None:
-        """Forget ``session`` if this connection is bound to it; ``reason`` is why it ended."""
+    def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
+        """This peer's seat in session ``code`` is gone (``reason``); later requests for it get
+        ``session_closed``. ``close``: close the connection with it if no other seat is left."""
 
 
-@attrs.frozen(eq=False)
+@attrs.define(eq=False)
 class Command:
-    """A client request routed to the actor. ``done`` is set once the actor has answered it."""
+    """A client request routed to the actor, as the seat ``participant_id`` (``None`` before
+    it has one). The actor answers it exactly once, then calls ``peer.command_done()``; for a
+    create, join or resume it also sets ``seat`` to the participant id the peer now holds."""
 
     peer: Peer
     ref: Ref
     request: Request
-    done: trio.Event | None = None
+    participant_id: str | None = None
+    seat: str | None = None
+    answered: bool = False
 
 
 @attrs.frozen(eq=False)
@@ -63,6 +59,14 @@ class PeerGone:
     """The peer's connection ended without ``session:leave``."""
 
     peer: Peer
+    participant_id: str
+
+
+@attrs.frozen
+class CloseSession:
+    """Close the session now, telling everyone ``reason`` (a fresh create, an operator)."""
+
+    reason: str
 
 
 @attrs.frozen
@@ -70,4 +74,32 @@ class InjectFault:
     """Makes the actor raise, to test fault isolation (used by tests and the simulator)."""
 
 
-Message = Command | PeerGone | InjectFault
+Message = Command | PeerGone | CloseSession | InjectFault
+
+
+@attrs.define(eq=False)
+class SessionHandle:
+    """A session actor's address: its code and the send end of its inbox.
+
+    The supervisor owns the send end and closes it when the actor is reaped; after that,
+    :meth:`send` raises ``trio.BrokenResourceError`` or ``trio.ClosedResourceError``.
+    ``closed_reason`` is set by the actor when the session ends.
+    """
+
+    code: str
+    host_user_id: str
+    _inbox: trio.MemorySendChannel[Message]
+    finished: trio.Event = attrs.Factory(trio.Event)
+    closed_reason: str | None = None
+
+    async def send(self, message: Message) -> None:
+        """Queue ``message`` for the actor, waiting while its inbox is full (back-pressure)."""
+        await self._inbox.send(message)
+
+    def inject_fault(self) -> None:
+        """Make the actor raise, as a bug would (tests and the simulator use this)."""
+        self._inbox.send_nowait(InjectFault())
+
+    def close_inbox(self) -> None:
+        """The supervisor's, when it reaps the actor."""
+        self._inbox.close()

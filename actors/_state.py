@@ -29,6 +29,7 @@ class Participant:
     token_hash: str  # sha256 of the resume token's secret; the token itself is never stored
     joined_seq: int  # the session's seq right after this participant joined
     presence: str = ONLINE
+    meta: dict[str, Any] | None = None
 
 
 @attrs.define(kw_only=True)
@@ -38,6 +39,7 @@ class Room:
     name: str
     kind: str
     members: dict[str, None] = attrs.Factory(dict)  # participant ids, in joining order
+    meta: dict[str, Any] | None = None
 
 
 @attrs.define(kw_only=True)
@@ -56,3 +58,4 @@ class SessionState:
     version: int = 0
     seq: int = 0
     participants_can_write_state: bool = False
+    meta: dict[str, Any] | None = None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import secrets
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import trio
 
-from ._messages import InjectFault, Message
+from ._environment import Environment
+from ._messages import Message, SessionHandle
 from ._session import SessionActor, SessionStatistics
 
 if TYPE_CHECKING:
@@ -21,34 +21,22 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L look-alikes
 CODE_LENGTH = 5
 
 
-def new_code(taken: dict[str, object] | set[str]) -> str:
+def new_code(taken: dict[str, Any] | set[str], env: Environment) -> str:
     """An unguessable session code not in ``taken``."""
     while True:
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        code = "".join(env.rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         if code not in taken:
             return code
 
 
-@attrs.define(eq=False)
-class SessionHandle:
-    """How others reach a session actor: its code and the send end of its inbox.
+@attrs.frozen
+class Opened:
+    """What :meth:`Supervisor.open_session` did: the session to use, whether it was already the
+    caller's (``reused``), and the one a fresh create replaces, which the caller must close."""
 
-    The supervisor owns the send end and closes it when the actor is reaped; after that,
-    :meth:`send` raises ``trio.BrokenResourceError`` or ``trio.ClosedResourceError``.
-    """
-
-    code: str
-    host_user_id: str
-    _inbox: trio.MemorySendChannel[Message]
-    finished: trio.Event = attrs.Factory(trio.Event)
-
-    async def send(self, message: Message) -> None:
-        """Queue ``message`` for the actor, waiting while its inbox is full (back-pressure)."""
-        await self._inbox.send(message)
-
-    def inject_fault(self) -> None:
-        """Make the actor raise, as a bug would (tests and the simulator use this)."""
-        self._inbox.send_nowait(InjectFault())
+    handle: SessionHandle
+    reused: bool
+    replaced: SessionHandle | None = None
 
 
 @attrs.frozen
@@ -61,12 +49,23 @@ class SupervisorStatistics:
     crashed: int
     sessions: tuple[SessionStatistics, ...]
 
+    @property
+    def seated(self) -> int:
+        """Seats held, connected or in grace."""
+        return sum(s.participants for s in self.sessions)
+
+    @property
+    def connected(self) -> int:
+        """Seats with a live connection."""
+        return sum(s.connected for s in self.sessions)
+
 
 class Supervisor:
     """Owns the session nursery and the code -> actor registry; nothing else holds either."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, env: Environment | None = None) -> None:
         self._config = config
+        self.env = env or Environment.production()
         self._nursery: trio.Nursery | None = None
         self._actors: dict[str, SessionActor] = {}
         self._hosted: dict[str, str] = {}  # host user id -> code of the live session it hosts
@@ -84,21 +83,32 @@ class Supervisor:
             finally:
                 self._nursery = None
 
-    def open_session(self, host_user_id: str) -> tuple[SessionHandle, bool]:
-        """The live session ``host_user_id`` hosts, or a new one; and whether it was reused."""
+    def open_session(
+        self, host_user_id: str, *, fresh: bool = False, meta: dict[str, Any] | None = None
+    ) -> Opened:
+        """The live session ``host_user_id`` hosts, or a new one (always, with ``fresh``).
+
+        A fresh session replaces the old one in the registry at once, so no later request can
+        reach the old one as this host's; the caller tells the old one to close.
+        """
         code = self._hosted.get(host_user_id)
-        if code is not None:
-            return self._actors[code].handle, True
+        if code is not None and not fresh:
+            return Opened(self._actors[code].handle, reused=True)
         if self._nursery is None:
             raise RuntimeError("supervisor is not running")
         send, receive = trio.open_memory_channel[Message](self._config.inbox_size)
-        handle = SessionHandle(new_code(self._actors), host_user_id, send)
-        actor = SessionActor(handle, self._config)
+        handle = SessionHandle(new_code(self._actors, self.env), host_user_id, send)
+        actor = SessionActor(handle, self._config, self.env, meta)
         self._actors[handle.code] = actor
         self._hosted[host_user_id] = handle.code
         self._created += 1
         self._nursery.start_soon(self._supervise, actor, receive, name=f"session {handle.code}")
-        return handle, False
+        replaced = self._actors[code].handle if code is not None else None
+        return Opened(handle, reused=False, replaced=replaced)
+
+    def hosted(self, host_user_id: str) -> str | None:
+        """The code of the live session ``host_user_id`` hosts, if any."""
+        return self._hosted.get(host_user_id)
 
     def lookup(self, code: str) -> SessionHandle | None:
         """The live session with this code, if any."""
@@ -131,7 +141,7 @@ class Supervisor:
             self._crashed += 1
             actor.fail()
         finally:
-            handle._inbox.close()
+            handle.close_inbox()
             del self._actors[handle.code]
             if self._hosted.get(handle.host_user_id) == handle.code:
                 del self._hosted[handle.host_user_id]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 import trio_websocket
 
 from ._errors import LinkClosed
+
+# A snapshot or a state event can be as large as the server's state limit (1 MiB by default)
+# plus the session around it: more than trio-websocket's 1 MiB default.
+MAX_FRAME: Final = 16 * 1024 * 1024  # bytes
 
 
 class Link(Protocol):
@@ -53,7 +57,9 @@ def websocket_opener(url: str) -> Opener:
 
     async def open_link(nursery: trio.Nursery) -> Link:
         try:
-            ws = await trio_websocket.connect_websocket_url(nursery, url, message_queue_size=64)
+            ws = await trio_websocket.connect_websocket_url(
+                nursery, url, message_queue_size=64, max_message_size=MAX_FRAME
+            )
         except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed) as exc:
             raise OSError(f"cannot connect to {url}: {exc!r}") from exc
         return WebSocketLink(ws)

@@ -1,6 +1,6 @@
 """A lean WebSocket client link for load generation: one read per batch of frames.
 
-Shares the framing of the server (``transport._frames``); sends masked frames as RFC 6455
+Shares the framing of the server (``transport``); sends masked frames as RFC 6455
 requires of clients, answers pings, never negotiates compression. No reader task: the owner
 calls :meth:`Link.receive_batch` in its own loop, which is what keeps thousands of simulated
 clients cheap.
@@ -16,7 +16,7 @@ from typing import Final
 
 import trio
 
-from transport._frames import (
+from transport import (
     CLOSE,
     PING,
     PONG,

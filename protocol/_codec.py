@@ -15,11 +15,23 @@ from cattrs.preconf.orjson import make_converter
 from cattrs.v import format_exception
 
 from ._errors import ErrorCode, ProtocolError
-from ._events import EVENT_TYPES, Event, RoomMessageEvent, StateUpdated
+from ._events import (
+    EVENT_TYPES,
+    Event,
+    ParticipantView,
+    RoomCreated,
+    RoomMessageEvent,
+    RoomView,
+    SeatEnded,
+    Snapshot,
+    StateUpdated,
+)
+from ._replies import REPLY_TYPES, Reply, ResumeReply, RoomReply, SeatReply
 from ._requests import REQUEST_TYPES, Request
 
 Ref = str | int | None
 MAX_REF_LENGTH: Final = 128  # characters
+MAX_DEPTH: Final = 32  # nesting levels of any JSON value in a request (orjson writes <= 254)
 
 converter: Final = make_converter(forbid_extra_keys=True)
 
@@ -46,6 +58,36 @@ converter.register_unstructure_hook(
 )
 
 
+def _omit_none(cls: type, *names: str) -> None:
+    """Leave the optional fields ``names`` out of ``cls``'s frames while they are ``None``."""
+    overrides: dict[str, Any] = {name: override(omit_if_default=True) for name in names}
+    converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **overrides))
+
+
+for _cls in (ParticipantView, RoomView, RoomReply, Snapshot, RoomCreated):
+    _omit_none(_cls, "meta")
+_omit_none(SeatReply, "meta", "reused")
+_omit_none(ResumeReply, "host_id", "participants", "rooms", "started_at", "meta")
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests objects or arrays more than ``limit`` levels deep.
+
+    Iterative, so a hostile value cannot exhaust the stack; stops at the first level too deep.
+    """
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _bad_request(message: str) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_REQUEST, message)
 
@@ -69,6 +111,9 @@ def decode_request(frame: str | bytes) -> tuple[Ref, Request | ProtocolError]:
     cls = REQUEST_TYPES.get(kind)
     if cls is None:
         return ref, ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind!r}")
+    for name, value in payload.items():
+        if isinstance(value, dict | list) and too_deep(value):
+            return ref, _bad_request(f"{name}: nested deeper than {MAX_DEPTH} levels")
     try:
         return ref, converter.structure(payload, cls)
     except cattrs.ClassValidationError as exc:
@@ -87,9 +132,18 @@ def encode(message: dict[str, Any]) -> str:
     return orjson.dumps(message).decode()
 
 
-def encode_reply(ref: Ref, data: dict[str, Any]) -> str:
+def encode_reply(ref: Ref, data: Reply) -> str:
     """A successful reply."""
-    return encode({"type": "reply", "ref": ref, "ok": True, "data": data})
+    return encode({"type": "reply", "ref": ref, "ok": True, "data": converter.unstructure(data)})
+
+
+def decode_reply(kind: str, data: dict[str, Any]) -> Reply:
+    """The typed ``data`` of a successful reply to a ``kind`` request.
+
+    Read leniently (fields this side does not know are ignored), as events are.
+    Raises ``KeyError`` for an unknown ``kind`` and a cattrs error for a malformed ``data``.
+    """
+    return _lenient.structure(data, REPLY_TYPES[kind])
 
 
 def encode_error(ref: Ref, error: ProtocolError) -> str:
@@ -98,8 +152,12 @@ def encode_error(ref: Ref, error: ProtocolError) -> str:
     return encode({"type": "reply", "ref": ref, "ok": False, "error": body})
 
 
-def encode_event(event: Event) -> str:
-    """An event, with ``type`` first."""
+def encode_event(event: Event | SeatEnded) -> str:
+    """An event (or a connection notice), with ``type`` first.
+
+    Raises ``orjson.JSONEncodeError`` if a value cannot be encoded (decode_request refuses what
+    could cause that, so this means a bug).
+    """
     return encode({"type": event.TYPE, **converter.unstructure(event)})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Final
 
 
 class ErrorCode(enum.StrEnum):
@@ -15,10 +15,12 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "forbidden"
     ROOM_LIMIT = "room_limit"
     SESSION_FULL = "session_full"
+    SESSION_LIMIT = "session_limit"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     UNAUTHORIZED = "unauthorized"
     SESSION_CLOSED = "session_closed"
+    SEAT_BUSY = "seat_busy"
     CONFLICT = "conflict"
     INTERNAL = "internal"
 
@@ -27,13 +29,19 @@ class CloseCode(enum.IntEnum):
     """WebSocket close codes the server sends. 4xxx codes are this protocol's own."""
 
     NORMAL = 1000
-    GOING_AWAY = 1001  # server shutting down
-    TOO_LARGE = 1009  # frame larger than the hard frame limit
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008  # sustained flooding after rate_limited replies
+    TOO_LARGE = 1009  # a message larger than the hard frame limit
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the server is restarting: reconnect with backoff and resume
     HELLO_TIMEOUT = 4001  # no hello within hello_timeout
     REPLACED = 4002  # the same participant resumed on a newer connection: do not reconnect
     HEARTBEAT_TIMEOUT = 4003  # nothing heard for two heartbeat intervals
-    SLOW_CONSUMER = 4008  # the connection's outbox was full
+    SLOW_CONSUMER = 4008  # more unsent bytes queued than the connection's send budget
+
+
+ABNORMAL_CLOSURE: Final = 1006
+"""What a WebSocket library reports when a link ended without a close frame (never sent)."""
 
 
 class ProtocolError(Exception):
@@ -42,7 +50,7 @@ class ProtocolError(Exception):
     ``extra`` is merged into the ``error`` object (e.g. ``{"version": 7}`` for ``conflict``).
     """
 
-    def __init__(self, code: ErrorCode, message: str, **extra: Any) -> None:
+    def __init__(self, code: ErrorCode, message: str, **extra: object) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

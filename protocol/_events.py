@@ -5,7 +5,7 @@ Every event carries the envelope fields ``session``, ``seq`` and ``at``; ``TYPE`
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
@@ -18,6 +18,7 @@ class ParticipantView:
     name: str
     role: str  # "host" | "participant"
     presence: str = "online"  # "online" | "away"
+    meta: dict[str, Any] | None = None  # what the participant joined with
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +28,7 @@ class RoomView:
     name: str
     kind: str
     members: list[str]
+    meta: dict[str, Any] | None = None  # what the host opened it with
 
 
 @attrs.frozen(kw_only=True)
@@ -43,6 +45,7 @@ class Snapshot:
     seq: int
     epoch: str
     started_at: str
+    meta: dict[str, Any] | None = None  # what the host created it with
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +90,7 @@ class RoomCreated(Event):
     room: str
     kind: str
     members: list[str]
+    meta: dict[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -131,10 +135,33 @@ class SessionResumed(Event):
 @attrs.frozen(kw_only=True)
 class SessionClosed(Event):
     TYPE: ClassVar[str] = "session:closed"
-    reason: str  # "manual_stop" | "host_left" | "host_timeout" | "idle_timeout" | "internal_error"
+    reason: str  # see CLOSE_REASONS
     duration_s: float
     started_at: str
     ended_at: str
+
+
+CLOSE_REASONS: Final = (
+    "manual_stop",  # the host sent session:close
+    "host_left",  # the host sent session:leave
+    "host_timeout",  # the host did not come back within host_grace
+    "idle_timeout",  # nobody seated and connected, and no request, for idle_timeout
+    "replaced_by_host",  # the host created a fresh session instead
+    "internal_error",  # a bug in the session's actor
+)
+
+
+@attrs.frozen(kw_only=True)
+class SeatEnded:
+    """Not a session event (no ``seq``): this connection's seat in ``session`` is gone.
+
+    Sent to a connection that holds seats in other sessions too; a connection whose only seat
+    was replaced is closed with 4002 instead. ``reason`` is ``replaced``.
+    """
+
+    TYPE: ClassVar[str] = "seat:ended"
+    session: str
+    reason: str
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

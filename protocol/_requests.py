@@ -6,12 +6,15 @@ ranges) are checked by attrs validators, which raise ``ValueError`` naming the f
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
+import orjson
 
-MAX_NAME_LENGTH = 64  # characters, display names and room names
-MAX_TOKEN_LENGTH = 4096  # characters
+MAX_NAME_LENGTH: Final = 64  # characters, display names and room names
+MAX_TOKEN_LENGTH: Final = 4096  # characters
+MAX_CODE_LENGTH: Final = 16  # characters of a session code
+MAX_META_SIZE: Final = 4096  # bytes of a ``meta`` object, encoded as JSON
 
 
 def _length(field: str, low: int, high: int) -> Any:
@@ -20,6 +23,16 @@ def _length(field: str, low: int, high: int) -> Any:
             raise ValueError(f"{field}: must be {low}-{high} characters")
 
     return check
+
+
+def _meta(_inst: object, attr: attrs.Attribute[Any], value: dict[str, Any] | None) -> None:
+    if value is not None and len(orjson.dumps(value)) > MAX_META_SIZE:
+        raise ValueError(f"{attr.name}: must encode to at most {MAX_META_SIZE} bytes")
+
+
+def _session_field() -> Any:
+    # Which of the connection's sessions a request is for; needed once it holds several.
+    return attrs.field(default=None, validator=_length("session", 1, MAX_CODE_LENGTH))
 
 
 def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
@@ -45,11 +58,17 @@ class Ping:
 
 @attrs.frozen(kw_only=True)
 class SessionCreate:
-    """Open a session hosted by the caller, or get back the one it already hosts."""
+    """Open a session hosted by the caller, or get back the one it already hosts.
+
+    ``fresh`` closes the session the caller already hosts (reason ``replaced_by_host``) and
+    opens a new one instead.
+    """
 
     TYPE: ClassVar[str] = "session:create"
     state: dict[str, Any] | None = None
     participants_can_write_state: bool = False
+    fresh: bool = False
+    meta: dict[str, Any] | None = attrs.field(default=None, validator=_meta)
 
 
 @attrs.frozen(kw_only=True)
@@ -57,7 +76,9 @@ class SessionJoin:
     """Join a live session by its code."""
 
     TYPE: ClassVar[str] = "session:join"
-    code: str = attrs.field(validator=_length("code", 1, 16))
+    code: str = attrs.field(validator=_length("code", 1, MAX_CODE_LENGTH))
+    # the participant's, shown to the others
+    meta: dict[str, Any] | None = attrs.field(default=None, validator=_meta)
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +96,7 @@ class SessionLeave:
     """Give up the seat now (no grace period)."""
 
     TYPE: ClassVar[str] = "session:leave"
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +104,7 @@ class SessionClose:
     """Host only: end the session for everyone."""
 
     TYPE: ClassVar[str] = "session:close"
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +114,8 @@ class CreateRoom:
     TYPE: ClassVar[str] = "session:createRoom"
     room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
     kind: str = attrs.field(default="generic", validator=_length("kind", 1, MAX_NAME_LENGTH))
+    meta: dict[str, Any] | None = attrs.field(default=None, validator=_meta)
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -99,6 +124,7 @@ class CloseRoom:
 
     TYPE: ClassVar[str] = "session:closeRoom"
     room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +134,7 @@ class RoomMessage:
     TYPE: ClassVar[str] = "room:message"
     room: str = attrs.field(validator=_length("room", 1, MAX_NAME_LENGTH))
     data: Any = None
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -117,6 +144,7 @@ class StateSet:
     TYPE: ClassVar[str] = "state:set"
     state: dict[str, Any]
     expected_version: int | None = attrs.field(default=None, validator=_non_negative)
+    session: str | None = _session_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -126,6 +154,7 @@ class StatePatch:
     TYPE: ClassVar[str] = "state:patch"
     patch: dict[str, Any]
     expected_version: int | None = attrs.field(default=None, validator=_non_negative)
+    session: str | None = _session_field()
 
 
 Request = (
@@ -141,6 +170,21 @@ Request = (
     | RoomMessage
     | StateSet
     | StatePatch
+)
+
+SessionRequest = (
+    SessionLeave | SessionClose | CreateRoom | CloseRoom | RoomMessage | StateSet | StatePatch
+)
+"""Requests for a session the connection is seated in; ``session`` names it."""
+
+SESSION_REQUESTS: Final = (
+    SessionLeave,
+    SessionClose,
+    CreateRoom,
+    CloseRoom,
+    RoomMessage,
+    StateSet,
+    StatePatch,
 )
 
 REQUEST_TYPES: dict[str, type[Request]] = {

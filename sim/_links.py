@@ -3,7 +3,9 @@
 Frames travel as Python strings on memory channels, so a delivery costs a few scheduler steps
 instead of a WebSocket round through wsproto (see docs/simulation.md for the measured cost).
 Pings, pongs and close frames are control items on the same channels, in order with the data,
-and the client end answers pings by itself as a WebSocket stack does.
+and the client end answers pings by itself as a WebSocket stack does. The server end keeps the
+server transport's contract (:class:`transport.Transport`): one ordered queue toward the client
+with one byte budget, counting every frame the client has not yet received.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import attrs
 import trio
 
 from client import LinkClosed
-from transport import TransportClosed
+from transport import ABNORMAL_CLOSURE, SendBufferFull, TransportClosed
 
-LINK_BUFFER: Final = 64  # frames in flight per direction, like a socket buffer
-ABNORMAL_CLOSURE: Final = 1006
+LINK_BUFFER: Final = 64  # frames in flight from the client, like a socket buffer
+SEND_BUFFER: Final = 256 * 1024  # bytes toward the client, the server transport's budget
+FRAME_OVERHEAD: Final = 2  # bytes counted per frame besides its text, as a WebSocket header
 
 _PING: Final = "\x00ping"  # control items; never valid JSON, so never confused with frames
 _PONG: Final = "\x00pong"
@@ -39,16 +42,26 @@ class _Gone(Exception):
 
 
 class SimLink:
-    """One client connection on the simulated network, with its fault switches."""
+    """One client connection on the simulated network, with its fault switches.
 
-    def __init__(self, client_id: str, latency: float = 0.0) -> None:
+    ``send_buffer_size`` is the server end's byte budget: text (one byte per character) plus
+    ``FRAME_OVERHEAD`` per frame, sent by the server and not yet received by the client. The
+    channel toward the client is sized so that the budget, not the channel, is what refuses.
+    """
+
+    def __init__(
+        self, client_id: str, latency: float = 0.0, send_buffer_size: int = SEND_BUFFER
+    ) -> None:
         self.client_id = client_id
         self.latency = latency  # seconds each frame takes, each way
         self.dark_until = -math.inf  # partitioned: nothing arrives until then
         self.stall_until = -math.inf  # the client reads nothing until then
+        self.unreceived = 0  # bytes the server sent that the client has not received
         self._up, self._up_out = trio.open_memory_channel[_Item](LINK_BUFFER)  # client -> server
-        self._down, self._down_out = trio.open_memory_channel[_Item](LINK_BUFFER)
-        self.server = ServerEnd(self)
+        # within budget, then one frame over it, one ping over it, and the close frame
+        most_frames = send_buffer_size // FRAME_OVERHEAD + 3
+        self._down, self._down_out = trio.open_memory_channel[_Item](most_frames)
+        self.server = ServerEnd(self, send_buffer_size)
         self.client = ClientEnd(self)
 
     @property
@@ -78,6 +91,8 @@ class SimLink:
             at, item = await channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
             raise _Gone from None
+        if channel is self._down_out:
+            self.unreceived -= frame_size(item)
         if at > trio.current_time():
             await trio.sleep_until(at)
         return item
@@ -86,6 +101,12 @@ class SimLink:
         """Kill the link at once, no close frame (a reset, or a killed process)."""
         for end in (self._up, self._up_out, self._down, self._down_out):
             end.close()
+
+
+def frame_size(item: str | _CloseFrame) -> int:
+    """What a frame toward the client counts against the budget."""
+    text = item if isinstance(item, str) else item.reason
+    return len(text) + FRAME_OVERHEAD
 
 
 class _End:
@@ -105,15 +126,27 @@ class _End:
 
 
 class ServerEnd(_End):
-    """The server's :class:`transport.Transport` on a :class:`SimLink`."""
+    """The server's :class:`transport.Transport` on a :class:`SimLink`.
 
-    def __init__(self, link: SimLink) -> None:
+    Same contract as the WebSocket transport: every frame is accepted while the bytes the client
+    has not received are within the budget. Past it ``send_nowait`` refuses, and a ping
+    overflows the link, so ``ping`` and then ``receive`` raise :class:`SendBufferFull`; the close
+    frame is always queued.
+    """
+
+    def __init__(self, link: SimLink, budget: int) -> None:
         super().__init__(link)
+        self._budget = budget
         self._pong: trio.Event | None = None
+        self._closed = False  # our close frame is queued: nothing more is sent
+        self._overflowed = False
         self.remote = f"sim:{link.client_id}"
 
     async def receive(self) -> str:
         while True:
+            if self._overflowed:
+                await trio.lowlevel.checkpoint()
+                raise SendBufferFull
             try:
                 item = await self._link._receive(self._link._up_out)
             except _Gone:
@@ -129,27 +162,44 @@ class ServerEnd(_End):
     def _gone(self) -> Exception:
         return TransportClosed()
 
-    async def send(self, frame: str) -> None:
-        await self._put(self._link._down, frame)
-
     def send_nowait(self, frame: str) -> bool:
+        if self._link.unreceived > self._budget or self._overflowed or self._closed:
+            return False
+        return self._queue(frame)
+
+    def _queue(self, item: str | _CloseFrame) -> bool:
         try:
-            self._link._down.send_nowait((self._link._arrival(), frame))
+            self._link._down.send_nowait((self._link._arrival(), item))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             return False
+        self._link.unreceived += frame_size(item)
         return True
 
     async def ping(self) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise TransportClosed
+        if self._link.unreceived > self._budget:
+            self._overflowed = True
+        if self._overflowed:
+            await trio.lowlevel.checkpoint()
+            raise SendBufferFull
         self._pong = pong = trio.Event()
-        await self.send(_PING)
+        if not self._queue(_PING):
+            await trio.lowlevel.checkpoint()
+            raise TransportClosed
         await pong.wait()
 
     async def aclose(self, code: int, reason: str) -> None:
-        self._link._send_close(self._link._down, code, reason)
+        if not self._closed:
+            self._closed = True
+            self._queue(_CloseFrame(code, reason))
+        self._link._down.close()
         self._link._up_out.close()
         await trio.lowlevel.checkpoint()
 
     async def abort(self) -> None:
+        self._closed = True
         self._link.drop()
         await trio.lowlevel.checkpoint()
 

@@ -25,7 +25,8 @@ class Network:
     Faults address a client by the id it connected with and act on its current link.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, send_buffer_size: int = 256 * 1024) -> None:
+        self._send_buffer_size = send_buffer_size  # bytes per link toward its client
         self._incoming, self._accepted = trio.open_memory_channel[SimLink](ACCEPT_BACKLOG)
         self._links: dict[str, SimLink] = {}
         self._cut_off_until: dict[str, float] = {}
@@ -59,7 +60,9 @@ class Network:
             if trio.current_time() < self._cut_off_until.get(client_id, -math.inf):
                 await trio.lowlevel.checkpoint()
                 raise OSError(f"{client_id}: network unreachable (partitioned)")
-            link = SimLink(client_id, self._latency.get(client_id, 0.0))
+            link = SimLink(
+                client_id, self._latency.get(client_id, 0.0), self._send_buffer_size
+            )
             self._links[client_id] = link
             await self._incoming.send(link)
             return link.client

@@ -10,7 +10,7 @@ from functools import partial
 import attrs
 import trio
 
-from actors import Config, Supervisor
+from actors import Config, Environment, Supervisor
 from client import Backoff, Client, connect
 from server import Server, serve
 
@@ -71,9 +71,12 @@ async def open_simulation(
     real I/O out of the block: the clock jumps whenever every task waits.
     """
     seed_scheduler(seed)
-    network = Network()
+    config = config or Config()
+    network = Network(config.send_buffer_size)
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(partial(serve, config or Config(), accept=network.serve))
+        server = await nursery.start(
+            partial(serve, config, accept=network.serve, env=Environment.simulated(seed))
+        )
         try:
             yield Simulation(server, network, seed)
         finally:

@@ -24,6 +24,7 @@ from transport import MemoryListener
 
 ROOT = Path(__file__).resolve().parent.parent
 TCP_GUARD = 30.0  # seconds of real time
+MAX_FRAME = 16 * 1024 * 1024  # bytes: snapshots and state events may exceed the 1 MiB default
 MEMORY_GUARD = 6 * 3600.0  # seconds of virtual time: on the autojump clock a hang hits it at once
 
 
@@ -136,7 +137,9 @@ class Harness:
             stream = await trio.open_tcp_stream("127.0.0.1", self.server.port)
         else:
             stream = await self.listener.connect()
-        ws = await trio_websocket.wrap_client_stream(self.nursery, stream, "127.0.0.1", "/ws")
+        ws = await trio_websocket.wrap_client_stream(
+            self.nursery, stream, "127.0.0.1", "/ws", max_message_size=MAX_FRAME
+        )
         client = RawClient(ws, stream, TCP_GUARD if self.listener is None else MEMORY_GUARD)
         if self.pump:
             await self.nursery.start(client.pump)
@@ -178,8 +181,14 @@ class Harness:
         return host, joined, code
 
 
+def _config(**overrides: Any) -> Config:
+    if overrides.get("rate_limit") == 0:  # a test that floods on purpose: no frame limit either
+        overrides.setdefault("frame_rate", 0)
+    return Config(**overrides)
+
+
 async def start_tcp(nursery: trio.Nursery, **overrides: Any) -> Harness:
-    config = Config(port=0, **overrides)
+    config = _config(port=0, **overrides)
     server = await nursery.start(partial(serve, config))
     return Harness(server, nursery)
 
@@ -188,7 +197,7 @@ async def start_memory(
     nursery: trio.Nursery, pair: Any = None, pump: bool = True, **overrides: Any
 ) -> Harness:
     listener = MemoryListener() if pair is None else MemoryListener(pair)
-    server = await nursery.start(partial(serve, Config(**overrides), listeners=[listener]))
+    server = await nursery.start(partial(serve, _config(**overrides), listeners=[listener]))
     return Harness(server, nursery, listener, pump)
 
 

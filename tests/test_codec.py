@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
+import attrs
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors._merge_patch import merge_patch
 from protocol import (
     ErrorCode,
     ProtocolError,
@@ -20,6 +20,7 @@ from protocol import (
     decode_event,
     decode_request,
     encode_event,
+    merge_patch,
 )
 
 
@@ -145,3 +146,31 @@ def test_merge_patch_rfc7386(target: object, patch: object, result: object) -> N
     before = orjson.dumps(target)
     assert merge_patch(target, patch) == result
     assert orjson.dumps(target) == before  # the target is never modified
+
+
+@given(
+    depth=st.integers(min_value=1, max_value=1000),
+    kind=st.sampled_from(["room:message", "state:set", "state:patch", "session:create"]),
+    wrap=st.sampled_from(["[", '{"k":']),
+)
+def test_any_nesting_decodes_to_something_the_server_can_encode(
+    depth: int, kind: str, wrap: str
+) -> None:
+    """Fuzz: whatever the nesting, a request is either refused naming its field or can be
+    re-encoded (orjson writes at most 254 levels; a crash there used to end the session)."""
+    close = "]" if wrap == "[" else "}"
+    value = wrap * depth + "1" + close * depth
+    field = {"room:message": "data", "state:set": "state", "state:patch": "patch"}.get(
+        kind, "state"
+    )
+    body = value if field == "data" else '{"v": ' + value + "}"
+    extra = ', "room": "r"' if kind == "room:message" else ""
+    _ref, request = decode_request(f'{{"type": "{kind}", "{field}": {body}{extra}}}')
+    if isinstance(request, ProtocolError):
+        assert request.code is ErrorCode.BAD_REQUEST
+        assert request.message in (
+            f"{field}: nested deeper than 32 levels",
+            f"malformed JSON: {request.message.removeprefix('malformed JSON: ')}",
+        )
+    else:
+        orjson.dumps(attrs.asdict(request))  # never raises

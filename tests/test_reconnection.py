@@ -124,7 +124,7 @@ async def missed_while_away(harness, count: int):
 async def test_missed_events_are_replayed_exactly_then_live_ones_follow(
     nursery, autojump_clock
 ) -> None:
-    harness = await start_memory(nursery, rate_limit=0, outbox_size=1000)
+    harness = await start_memory(nursery, rate_limit=0)
     host, _witness, back, reply, missed = await missed_while_away(harness, 500)
     assert reply["recovered"] is True and reply["replayed"] == 501
     replayed = [await back.event() for _ in range(501)]
@@ -137,7 +137,7 @@ async def test_missed_events_are_replayed_exactly_then_live_ones_follow(
 
 
 async def test_too_many_missed_events_give_a_snapshot(nursery, autojump_clock) -> None:
-    harness = await start_memory(nursery, rate_limit=0, outbox_size=6000)
+    harness = await start_memory(nursery, rate_limit=0)
     _host, _witness, back, reply, _missed = await missed_while_away(harness, 5000)
     assert reply["recovered"] is False and reply["replayed"] == 0
     newcomer = await harness.client()
@@ -222,12 +222,26 @@ async def test_concurrent_resumes_with_one_token_leave_one_seat(memory, autojump
 
 
 async def test_a_hundred_rapid_resumes_converge(memory, autojump_clock) -> None:
+    """Tabs that take a seat from each other are damped: a seat taken over less than
+    ``seat_replace_interval`` ago is refused with ``seat_busy`` and a retry hint."""
     host, (a,), code = await memory.session(1)
-    current = a
+    current, refused, start = a, 0, trio.current_time()
     for _ in range(100):
-        newer, _reply = await memory.resume(a.seat, a.last_seq)
+        newer = await memory.client()
+        while True:
+            reply = await newer.request(
+                "session:resume", token=a.seat["resume_token"], last_seq=0, epoch=a.seat["epoch"]
+            )
+            if reply["ok"]:
+                break
+            assert reply["error"]["code"] == "seat_busy", reply
+            assert 0 < reply["error"]["retry_after_ms"] <= 1000
+            refused += 1
+            await trio.sleep(reply["error"]["retry_after_ms"] / 1000)
         assert await current.closed() == 4002
         current = newer
+    assert refused == 99  # every takeover but the first came within the interval
+    assert trio.current_time() - start == pytest.approx(99.0, abs=0.1)  # one per second
     assert await current.ok("ping") == {}
     assert memory.supervisor.codes() == [code]
     assert stats(memory, code).participants == 2 and stats(memory, code).connected == 2

@@ -77,13 +77,41 @@ async def test_join_by_code(tcp) -> None:
     }
 
 
-async def test_one_session_per_connection(tcp) -> None:
-    _host, (student,), _code = await tcp.session(1)
+async def test_one_connection_holds_seats_in_several_sessions(tcp) -> None:
+    host, (student,), code = await tcp.session(1)
+    await host.ok("session:createRoom", room="r")
     other_host = await tcp.client()
     other = (await other_host.ok("session:create"))["code"]
-    error = await student.error("session:join", code=other)
-    assert error["code"] == "bad_request" and "leave it first" in error["message"]
-    assert (await student.error("session:create"))["code"] == "bad_request"
+    await other_host.ok("session:createRoom", room="r")
+    await student.ok("session:join", code=other)
+    # Two seats: a session-scoped request must say which session it is for.
+    error = await student.error("room:message", room="r", data=1)
+    assert error["code"] == "bad_request" and error["message"].startswith("session: required")
+    await student.ok("room:message", room="r", data="to the first", session=code)
+    await student.ok("room:message", room="r", data="to the second", session=other.lower())
+    await host.event("session:roomCreated")
+    assert (await host.event("room:message"))["data"] == "to the first"
+    await other_host.event("session:roomCreated")
+    await other_host.event("session:participantJoined")
+    assert (await other_host.event("room:message"))["data"] == "to the second"
+    own = await student.ok("session:create")  # and it may host a third
+    assert own["code"] not in (code, other)
+    # Each seat is its own: leaving one keeps the others.
+    await student.ok("session:leave", session=other)
+    error = await student.error("room:message", room="r", data=1, session=other)
+    assert error["code"] == "bad_request" and "not seated" in error["message"]
+
+
+async def test_seats_per_connection_are_bounded(nursery) -> None:
+    harness = await start_tcp(nursery, max_sessions_per_connection=2)
+    hosts = [await harness.client(f"h{i}") for i in range(3)]
+    codes = [(await h.ok("session:create"))["code"] for h in hosts]
+    student = await harness.client("s")
+    await student.ok("session:join", code=codes[0])
+    await student.ok("session:join", code=codes[1])
+    error = await student.error("session:join", code=codes[2])
+    assert error["code"] == "session_limit"
+    assert (await student.error("session:create"))["code"] == "session_limit"
 
 
 async def test_rooms_lifecycle(tcp) -> None:
@@ -189,3 +217,88 @@ async def test_a_participants_seq_has_no_gaps(tcp) -> None:
     seen.update(event["seq"] for event in a.events)
     # seq 1 and 2 were the two joins; 3 the room, 4-13 the messages, 14 the patch
     assert sorted(seen) == list(range(3, 15))
+
+
+async def test_replies_leave_in_request_order(tcp) -> None:
+    """A reply made by the connection (a decode error, a ping) never overtakes the reply of a
+    request sent before it that an actor answers, nor do two actors' replies race."""
+    host, (student,), code = await tcp.session(1)
+    other_host = await tcp.client()
+    other = (await other_host.ok("session:create"))["code"]
+    await student.ok("session:join", code=other)
+    for i in range(25):
+        frames = [
+            {"type": "session:createRoom", "ref": f"{i}a", "room": f"r{i}", "session": code},
+            {"type": "room:message", "ref": f"{i}b", "room": 5},  # bad field: answered here
+            {"type": "state:set", "ref": f"{i}c", "state": {}, "session": other},  # forbidden
+            {"type": "ping", "ref": f"{i}d"},
+        ]
+        for frame in frames:
+            await host.send(frame) if frame["type"] == "session:createRoom" else None
+        await host.send({"type": "ping", "ref": f"{i}z"})
+        for frame in frames[1:]:
+            await student.send(frame)
+        await student.send({"type": "session:createRoom", "ref": f"{i}e", "room": "x"})
+        refs = []
+        while len(refs) < 4:
+            message = await student.receive()
+            if message["type"] == "reply":
+                refs.append(message["ref"])
+        assert refs == [f"{i}b", f"{i}c", f"{i}d", f"{i}e"]
+        host_refs = []
+        while len(host_refs) < 2:
+            message = await host.receive()
+            if message["type"] == "reply":
+                host_refs.append(message["ref"])
+        assert host_refs == [f"{i}a", f"{i}z"]
+
+
+async def test_a_fresh_create_closes_the_old_session_and_opens_a_new_one(tcp) -> None:
+    host = await tcp.client("host", token="teacher-1")
+    code = (await host.ok("session:create"))["code"]
+    student = await tcp.client("ann")
+    await student.ok("session:join", code=code)
+    await host.drop()  # a "practice again" page: a new connection, the same user
+    again = await tcp.client("host", token="teacher-1")
+    reused = await again.ok("session:create")
+    assert reused["code"] == code and reused["reused"] is True  # a reload gets the old one back
+    fresh = await again.ok("session:create", fresh=True, meta={"job": {"minutes": 5}})
+    assert fresh["code"] != code and fresh["reused"] is False
+    assert fresh["meta"] == {"job": {"minutes": 5}} and fresh["participants"][0]["role"] == "host"
+    events = [await student.event() for _ in range(3)]
+    assert [e["type"] for e in events] == [
+        "session:hibernating",  # the old connection dropped
+        "session:resumed",  # the reload took the seat back
+        "session:closed",
+    ]
+    assert events[2]["reason"] == "replaced_by_host"
+    error = await student.error("room:message", room="r", data=1)
+    assert error["code"] == "session_closed" and "replaced_by_host" in error["message"]
+
+
+async def test_meta_travels_with_sessions_rooms_and_participants(tcp) -> None:
+    host = await tcp.client("host")
+    seat = await host.ok("session:create", meta={"class": "7b"})
+    code = seat["code"]
+    assert seat["meta"] == {"class": "7b"}
+    student = await tcp.client("ann")
+    joined = await student.ok("session:join", code=code, meta={"character": "elf"})
+    assert joined["meta"] == {"class": "7b"}
+    event = await host.event("session:participantJoined")
+    assert event["participant"]["meta"] == {"character": "elf"}
+    room = await host.ok("session:createRoom", room="poll", kind="poll", meta={"widget": 42})
+    assert room["meta"] == {"widget": 42}
+    assert (await student.event("session:roomCreated"))["meta"] == {"widget": 42}
+    late = await tcp.client("late")
+    snapshot = await late.ok("session:join", code=code)
+    assert snapshot["rooms"][0]["meta"] == {"widget": 42}
+    assert {p["name"]: p.get("meta") for p in snapshot["participants"]} == {
+        "host": None,
+        "ann": {"character": "elf"},
+        "late": None,
+    }
+    error = await late.error("session:createRoom", room="x", meta={"b": "x" * 5000})
+    assert (
+        error["code"] == "bad_request"
+        and "meta: must encode to at most 4096 bytes" in error["message"]
+    )

@@ -29,7 +29,7 @@ async def test_latency_delays_each_way(autojump_clock) -> None:
 
 
 async def test_a_stalled_reader_is_cut_off_and_resumes_without_loss(autojump_clock) -> None:
-    config = Config(outbox_size=16, rate_limit=0)
+    config = Config(send_buffer_size=16 * 1024, rate_limit=0)
     async with open_simulation(config) as sim, sim.client("host") as host:
         code = (await host.create_session())["code"]
         await host.create_room("r")

@@ -1,33 +1,54 @@
-"""What a connection task needs from a transport. Implementations: WebSocket, and in memory."""
+"""What a connection task needs from a transport: WebSocket, and the simulated link."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
+
+ABNORMAL_CLOSURE: Final = 1006  # RFC 6455: the link ended without a close frame (never sent)
 
 
-class TransportClosed(Exception):
+class TransportError(Exception):
+    """Base class of the transport package's errors."""
+
+
+class TransportClosed(TransportError):
     """The other side went away (close frame, reset, or end of stream)."""
 
 
-class Transport(Protocol):
-    """One client link carrying text frames.
+class SendBufferFull(TransportClosed):
+    """The link holds more unsent bytes than its budget: the client does not keep up.
 
-    ``receive``, ``send`` and ``ping`` raise :class:`TransportClosed` once the link is gone.
-    ``aclose`` and ``abort`` may be called more than once and never raise.
+    Raised by :meth:`Transport.receive` once a frame the transport had to queue itself (a pong)
+    went over the budget; :meth:`Transport.send_nowait` reports the same by returning ``False``.
+    The caller closes the link as a slow consumer (4008).
+    """
+
+
+class Transport(Protocol):
+    """One client link carrying text frames, with one ordered, byte-bounded send queue.
+
+    Every frame the server sends on the link (data, pong, close) goes through the transport's one
+    queue, in order, and counts against one byte budget. Nothing here blocks a sender:
+    :meth:`send_nowait` queues or refuses. ``receive`` and ``ping`` raise
+    :class:`TransportClosed` once the link is gone. ``aclose`` and ``abort`` may be called more
+    than once and never raise. The socket itself is released by whoever opened the transport
+    (an async context manager), so an error in a handler cannot leak it.
     """
 
     remote: str
 
     async def receive(self) -> str | bytes:
-        """The next frame: ``str`` for text, ``bytes`` for binary."""
-        ...
+        """The next message: ``str`` for text, ``bytes`` for binary.
 
-    async def send(self, frame: str) -> None:
-        """Send one text frame."""
+        Raises :class:`SendBufferFull` when the link went over its send budget, else
+        :class:`TransportClosed` once the link is gone.
+        """
         ...
 
     def send_nowait(self, frame: str) -> bool:
-        """Send one text frame if that needs no waiting; ``False`` if it was not sent."""
+        """Queue one text frame. ``False`` (and nothing queued) once the queue holds more than
+        the budget, or the link is closing or gone. A frame is accepted whenever the queue is
+        within budget, so the worst case held is the budget plus one frame."""
         ...
 
     async def ping(self) -> None:
@@ -35,9 +56,10 @@ class Transport(Protocol):
         ...
 
     async def aclose(self, code: int, reason: str) -> None:
-        """Close with a WebSocket close code and wait for the closing handshake."""
+        """Queue a close frame after everything queued, wait until it is written and the peer's
+        close frame arrives. Callers bound the wait with a cancel scope."""
         ...
 
     async def abort(self) -> None:
-        """Drop the link at once, without a close frame (after a write was cut short)."""
+        """Drop the link at once, without a close frame."""
         ...

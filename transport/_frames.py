@@ -26,6 +26,8 @@ INVALID_DATA: Final = 1007
 MESSAGE_TOO_BIG: Final = 1009
 NO_STATUS: Final = 1005  # reported when a close frame carries no code
 
+MAX_FRAGMENTS: Final = 1024  # frames per message; past it the message is refused with 1009
+
 _MAX_CONTROL: Final = 125
 _ZERO_KEY = bytes(4)
 _SHORT = struct.Struct("!BBH")
@@ -103,23 +105,56 @@ class FrameParser:
     """Turns received bytes into whole messages, reassembling fragments.
 
     ``masked`` is what the peer must do: ``True`` when parsing a client's frames (server side).
-    A message larger than ``max_size`` is refused from its header, before its payload arrives.
+    A message larger than ``max_size`` is refused from its header, before its payload arrives,
+    and one split into more than ``max_fragments`` frames is refused at the frame past it (1009):
+    a stream of empty continuation frames would otherwise grow the fragment list without limit.
+
+    Linear in the bytes fed: unparsed bytes wait in one ``bytearray`` that grows in place and is
+    compacted once per :meth:`feed` (only the unparsed tail moves), and fragments are joined once,
+    when the message completes. :attr:`frames` counts every frame parsed, of any kind, so the
+    caller can rate-limit frames rather than messages.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_kind", "_masked", "_max_size")
+    __slots__ = (
+        "_buffer",
+        "_fragments",
+        "_fragments_size",
+        "_kind",
+        "_masked",
+        "_max_fragments",
+        "_max_size",
+        "frames",
+    )
 
-    def __init__(self, *, masked: bool, max_size: int) -> None:
+    def __init__(self, *, masked: bool, max_size: int, max_fragments: int = MAX_FRAGMENTS) -> None:
         self._masked = masked
         self._max_size = max_size
-        self._buffer = b""
+        self._max_fragments = max_fragments
+        self._buffer = bytearray()  # received, not yet parsed
         self._kind = 0  # opcode of the fragmented message in progress, 0 for none
         self._fragments: list[bytes] = []
         self._fragments_size = 0
+        self.frames = 0  # frames parsed so far, of every kind
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes | memoryview) -> list[Message]:
         """Add received bytes; returns the messages now complete. Raises :class:`FrameError`."""
-        buffer = self._buffer + data if self._buffer else data
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            source: bytes | bytearray | memoryview = buffer
+        else:
+            source = data  # the common case: parse the read itself, copy only its unparsed tail
         out: list[Message] = []
+        pos = self._parse(source, out)
+        if source is buffer:
+            del buffer[:pos]
+        elif pos < len(data):
+            buffer += memoryview(data)[pos:]
+        return out
+
+    def _parse(self, buffer: bytes | bytearray | memoryview, out: list[Message]) -> int:
+        """Parse the whole frames in ``buffer`` into ``out``; returns where the first partial
+        frame starts."""
         pos = 0
         end = len(buffer)
         while end - pos >= 2:
@@ -140,15 +175,15 @@ class FrameParser:
             key_end = head + 4 if self._masked else head
             if end - key_end < length:
                 break
-            payload = buffer[key_end : key_end + length]
+            payload = bytes(buffer[key_end : key_end + length])
             if self._masked:
-                payload = xor_mask(payload, buffer[head:key_end])
+                payload = xor_mask(payload, bytes(buffer[head:key_end]))
             pos = key_end + length
+            self.frames += 1
             message = self._complete(first, payload)
             if message is not None:
                 out.append(message)
-        self._buffer = buffer[pos:]
-        return out
+        return pos
 
     def _check_header(self, first: int, second: int, length: int) -> None:
         if first & 0x70:
@@ -161,12 +196,15 @@ class FrameParser:
                 raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
             if not first & 0x80 or length > _MAX_CONTROL:
                 raise FrameError(PROTOCOL_ERROR, "control frames must be final and short")
-        elif opcode > BINARY:
+            return
+        if opcode > BINARY:
             raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-        elif (opcode == CONTINUATION) is not bool(self._kind):
+        if (opcode == CONTINUATION) is not bool(self._kind):
             raise FrameError(PROTOCOL_ERROR, "fragments out of order")
-        if opcode < CLOSE and self._fragments_size + length > self._max_size:
+        if self._fragments_size + length > self._max_size:
             raise FrameError(MESSAGE_TOO_BIG, f"message over {self._max_size} bytes")
+        if len(self._fragments) >= self._max_fragments:
+            raise FrameError(MESSAGE_TOO_BIG, f"message in over {self._max_fragments} fragments")
 
     def _complete(self, first: int, payload: bytes) -> Message | None:
         opcode = first & 0x0F

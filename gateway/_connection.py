@@ -1,0 +1,387 @@
+"""One task group per client connection: the reader (which routes) and the heartbeat.
+
+The reader parses frames into typed requests and routes them: ``hello`` and ``ping`` it answers
+itself, ``session:create``/``join``/``resume`` go to the supervisor's registry, the rest to the
+session named by the request (or the only one the connection is seated in). It *awaits* the
+actor's inbox, so a flooding client is back-pressured.
+
+Frames leave only through the transport's one non-blocking queue (:meth:`Transport.send_nowait`);
+a refusal means the client does not keep up, and it is closed as a slow consumer (4008).
+
+Replies leave in request order: a request answered here (a decode error, a rate limit, a ping)
+or routed to another session first waits until every request already routed has been answered
+(``_settle``), which costs nothing while requests go to one session and are valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+
+from actors import CloseSession, Command, PeerGone, SessionHandle
+from protocol import (
+    MAX_REF_LENGTH,
+    CloseCode,
+    Empty,
+    ErrorCode,
+    Hello,
+    HelloReply,
+    Ping,
+    ProtocolError,
+    Ref,
+    Reply,
+    Request,
+    SeatEnded,
+    SessionCreate,
+    SessionJoin,
+    SessionRequest,
+    SessionResume,
+    decode_request,
+    encode,
+    encode_error,
+    encode_event,
+    encode_reply,
+    parse_token,
+)
+from transport import SendBufferFull, Transport, TransportClosed
+
+from ._rate_limit import TokenBucket
+from ._seats import Seat, SeatMap
+
+if TYPE_CHECKING:
+    from actors import Config, Environment, Supervisor
+
+    from ._counters import Counters
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_TIMEOUT: Final = 5.0  # seconds to tell the sessions and finish the closing handshake
+# On shutdown the transport's own reader is cancelled too, so the closing handshake cannot
+# complete: send the close frame and give up waiting almost at once.
+SHUTDOWN_CLOSE_TIMEOUT: Final = 0.1  # seconds
+DEAD_LINK_CLOSE_TIMEOUT: Final = 1.0  # seconds for a best-effort 4003 on a silent link
+SERVER_NAME: Final = "trio-sessions/0.2"
+_PONG: Final = encode({"type": "pong"})
+
+
+class Connection:
+    """Serves one client link. Implements :class:`actors.Peer` for the session actors."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        supervisor: Supervisor,
+        config: Config,
+        counters: Counters,
+        env: Environment,
+    ) -> None:
+        self.connection_id = "c_" + env.token_hex(8)
+        self.user_id = ""
+        self.name = "guest"
+        self._transport = transport
+        self._supervisor = supervisor
+        self._config = config
+        self._counters = counters
+        self._env = env
+        self._seats = SeatMap(config.max_sessions_per_connection)
+        self._in_flight = 0  # commands routed to an actor and not yet answered
+        self._in_flight_to: SessionHandle | None = None  # ... all to this session
+        self._settled: trio.Event | None = None  # set when _in_flight drops to 0
+        self._closing = False
+        self._link_dead = False  # heartbeat expired: no closing handshake can succeed
+        # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
+        self._close_reason: tuple[int, str] = (CloseCode.SERVICE_RESTART, "server restarting")
+        self._scope = trio.CancelScope()
+        self._last_heard = trio.current_time()
+        self._bucket = TokenBucket(config.rate_limit, config.rate_burst)
+        self._abuse = TokenBucket(config.rate_limit, config.rate_burst)  # drained by refusals
+
+    # ---------------------------------------------------------------- Peer
+
+    def deliver(self, frame: str) -> bool:
+        if self._closing:
+            return False
+        self._counters.frames_sent += 1
+        if self._transport.send_nowait(frame):
+            return True
+        self._slow_consumer()
+        return False
+
+    def reply(self, ref: Ref, data: Reply) -> None:
+        if ref is not None:
+            self.deliver(encode_reply(ref, data))
+
+    def reply_error(self, ref: Ref, error: ProtocolError) -> None:
+        self._counters.count_error(error.code)
+        self.deliver(encode_error(ref, error))
+
+    def command_done(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._settled is not None:
+            self._settled.set()
+
+    def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
+        if self._seats.ended(code, reason) is None or close is None:
+            return
+        if len(self._seats):
+            self.deliver(encode_event(SeatEnded(session=code, reason=reason)))
+        else:
+            self._close(close, f"seat {reason}")
+
+    # ---------------------------------------------------------------- closing
+
+    def _close(self, code: int, reason: str, *, within: float = CLEANUP_TIMEOUT) -> None:
+        """Stop serving: what is queued goes out, then the close frame, all within ``within``."""
+        if self._closing:
+            return
+        self._closing = True
+        self._close_reason = (code, reason)
+        self._scope.deadline = min(self._scope.deadline, trio.current_time() + within)
+        self._scope.cancel()
+
+    def _slow_consumer(self) -> None:
+        logger.warning("connection %s: send buffer full, closing slow consumer", self.connection_id)
+        self._counters.slow_consumers += 1
+        self._close(CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full")
+
+    # ---------------------------------------------------------------- tasks
+
+    async def serve(self) -> None:
+        """Serve the link until it closes. Always ends the link (close frame or abort)."""
+        self._counters.open += 1
+        self._counters.accepted += 1
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeat_loop)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            self._close_reason = (CloseCode.INTERNAL_ERROR, "internal error")
+            raise
+        finally:
+            self._closing = True
+            with trio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                await self._leave_sessions()
+            await self._end_link()
+            self._counters.open -= 1
+
+    async def _end_link(self) -> None:
+        code, reason = self._close_reason
+        if self._link_dead:
+            wait = DEAD_LINK_CLOSE_TIMEOUT
+        elif code == CloseCode.SERVICE_RESTART:
+            wait = SHUTDOWN_CLOSE_TIMEOUT
+        else:
+            wait = CLEANUP_TIMEOUT
+        with trio.move_on_after(wait, shield=True) as scope:
+            await self._transport.aclose(code, reason)
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True):
+                await self._transport.abort()
+
+    async def _leave_sessions(self) -> None:
+        for seat in self._seats.seats():
+            self._seats.ended(seat.session.code, "left")
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await seat.session.send(PeerGone(self, seat.participant_id))
+
+    async def _heartbeat_loop(self) -> None:
+        """Ping a link that has been quiet for an interval; one silent for two is dead."""
+        interval = self._config.heartbeat_interval
+        while True:
+            await trio.sleep_until(self._last_heard + interval)
+            if trio.current_time() < self._last_heard + interval:
+                continue  # heard from the client meanwhile: no ping needed
+            with trio.move_on_at(self._last_heard + 2 * interval):
+                try:
+                    await self._transport.ping()
+                except TransportClosed:
+                    return
+                self._last_heard = trio.current_time()
+            if trio.current_time() >= self._last_heard + 2 * interval:
+                logger.info("connection %s: no heartbeat, dropping it", self.connection_id)
+                self._counters.heartbeat_timeouts += 1
+                self._link_dead = True
+                self._close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                return
+
+    # ---------------------------------------------------------------- reading
+
+    async def _receive(self) -> tuple[Ref, Request | ProtocolError] | None:
+        """The next decoded frame, or ``None`` once the connection is ending."""
+        try:
+            frame = await self._transport.receive()
+        except SendBufferFull:
+            self._slow_consumer()
+            return None
+        except TransportClosed:
+            return None
+        self._last_heard = trio.current_time()
+        self._counters.frames_received += 1
+        if isinstance(frame, bytes):
+            return None, ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not accepted")
+        limit = self._config.max_message_size
+        if len(frame) > limit or (4 * len(frame) > limit and len(frame.encode()) > limit):
+            error = ProtocolError(ErrorCode.TOO_LARGE, f"frame over {limit} bytes", limit=limit)
+            return _ref_of(frame), error
+        return decode_request(frame)
+
+    async def _read_loop(self) -> None:
+        if not await self._await_hello():
+            return
+        while (received := await self._receive()) is not None:
+            ref, request = received
+            if not self._admit(ref):
+                await self._answer_error(ref, _rate_limited())
+            elif isinstance(request, ProtocolError):
+                await self._answer_error(ref, request)
+            else:
+                try:
+                    await self._dispatch(ref, request)
+                except ProtocolError as error:
+                    await self._answer_error(ref, error)
+
+    def _admit(self, ref: Ref) -> bool:
+        """Count a frame, whatever it holds, against the rate limit. Refusals that go on at more
+        than the rate itself (the client ignores ``rate_limited``) close the link with 1008."""
+        if self._bucket.take():
+            return True
+        self._counters.rate_limited += 1
+        if not self._abuse.take():
+            logger.warning("connection %s: flooding, closing it", self.connection_id)
+            self._close(CloseCode.POLICY_VIOLATION, "flooding: requests over the rate limit")
+        return False
+
+    async def _await_hello(self) -> bool:
+        with trio.move_on_after(self._config.hello_timeout):
+            while (received := await self._receive()) is not None:
+                ref, request = received
+                if not self._admit(ref):
+                    request = _rate_limited()
+                elif isinstance(request, Hello):
+                    self._accept_hello(ref, request)
+                    return True
+                elif not isinstance(request, ProtocolError):
+                    request = ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first")
+                self.reply_error(ref, request)
+            return False
+        self._counters.hello_timeouts += 1
+        self._close(CloseCode.HELLO_TIMEOUT, "no hello received in time")
+        return False
+
+    def _accept_hello(self, ref: Ref, hello: Hello) -> None:
+        if hello.token is not None:  # a stable identity: same token, same user
+            self.user_id = "u_" + _digest(hello.token)
+        else:
+            self.user_id = "u_" + self._env.token_hex(10)
+        self.name = hello.name or "guest"
+        self.reply(
+            ref,
+            HelloReply(
+                connection_id=self.connection_id,
+                user_id=self.user_id,
+                name=self.name,
+                heartbeat_interval=self._config.heartbeat_interval,
+                max_message_size=self._config.max_message_size,
+                server=SERVER_NAME,
+            ),
+        )
+
+    # ---------------------------------------------------------------- routing
+
+    async def _answer_error(self, ref: Ref, error: ProtocolError) -> None:
+        await self._settle()
+        self.reply_error(ref, error)
+
+    async def _settle(self) -> None:
+        """Wait until every command routed so far has been answered."""
+        while self._in_flight:
+            self._settled = trio.Event()
+            await self._settled.wait()
+        self._settled = None
+
+    async def _dispatch(self, ref: Ref, request: Request) -> None:
+        if isinstance(request, Ping):
+            await self._settle()
+            self.deliver(_PONG) if ref is None else self.reply(ref, Empty())
+        elif isinstance(request, Hello):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "hello was already received")
+        elif isinstance(request, SessionCreate):
+            await self._create(ref, request)
+        elif isinstance(request, SessionJoin):
+            target = self._supervisor.lookup(request.code.upper())
+            if target is None:
+                raise ProtocolError(ErrorCode.NOT_FOUND, f"no live session {request.code!r}")
+            await self._enter(target, ref, request)
+        elif isinstance(request, SessionResume):
+            token = parse_token(request.token)
+            target = self._supervisor.lookup(token.code) if token is not None else None
+            if target is None:
+                raise ProtocolError(ErrorCode.SESSION_CLOSED, "the session of this token has ended")
+            await self._enter(target, ref, request)
+        else:
+            await self._route_to_seat(ref, request)
+
+    async def _create(self, ref: Ref, request: SessionCreate) -> None:
+        hosted = None if request.fresh else self._supervisor.hosted(self.user_id)
+        self._seats.check_room_for(hosted or "")  # checked before a session is opened
+        opened = self._supervisor.open_session(self.user_id, fresh=request.fresh, meta=request.meta)
+        if opened.replaced is not None:  # fresh: the old session ends before the new one answers
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await opened.replaced.send(CloseSession("replaced_by_host"))
+            await opened.replaced.finished.wait()
+        await self._enter(opened.handle, ref, request)
+
+    async def _enter(
+        self, target: SessionHandle, ref: Ref, request: SessionCreate | SessionJoin | SessionResume
+    ) -> None:
+        """Route an entry request and hold the seat the actor answers with."""
+        self._seats.check_room_for(target.code)
+        held = self._seats.get(target.code)
+        command = Command(self, ref, request, held.participant_id if held else None)
+        await self._route(target, command)
+        await self._settle()
+        if command.seat is not None and target.closed_reason is None:
+            self._seats.add(Seat(target, command.seat))
+
+    async def _route_to_seat(self, ref: Ref, request: Request) -> None:
+        assert isinstance(request, SessionRequest)
+        seat = self._seats.target(request.session)
+        await self._route(seat.session, Command(self, ref, request, seat.participant_id))
+
+    async def _route(self, session: SessionHandle, command: Command) -> None:
+        if self._in_flight and self._in_flight_to is not session:
+            await self._settle()  # replies from two actors would race: one at a time
+        self._in_flight += 1  # before the send: the actor may answer before send returns
+        self._in_flight_to = session
+        try:
+            await session.send(command)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._in_flight -= 1
+            self._seats.ended(session.code, session.closed_reason or "closed")
+            raise ProtocolError(
+                ErrorCode.SESSION_CLOSED, f"session {session.code} has ended"
+            ) from None
+
+
+def _rate_limited() -> ProtocolError:
+    return ProtocolError(ErrorCode.RATE_LIMITED, "too many requests")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:20]
+
+
+def _ref_of(frame: str) -> Ref:
+    """The ``ref`` of an oversize frame, so its error can be matched; ``None`` if unreadable."""
+    try:
+        ref = orjson.loads(frame).get("ref")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return ref if type(ref) is int or (type(ref) is str and len(ref) <= MAX_REF_LENGTH) else None
