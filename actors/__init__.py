@@ -13,6 +13,15 @@ from ._messages import Message as Message
 from ._messages import Peer as Peer
 from ._messages import PeerGone as PeerGone
 from ._messages import SessionHandle as SessionHandle
+from ._persistence import ClosedSession as ClosedSession
+from ._persistence import Loaded as Loaded
+from ._persistence import NoStore as NoStore
+from ._persistence import SessionChange as SessionChange
+from ._persistence import SessionRecord as SessionRecord
+from ._persistence import SessionStore as SessionStore
+from ._persistence import StoredParticipant as StoredParticipant
+from ._persistence import StoredRoom as StoredRoom
+from ._persistence import StoredSession as StoredSession
 from ._session import SessionActor as SessionActor
 from ._session import SessionStatistics as SessionStatistics
 from ._supervisor import CODE_ALPHABET as CODE_ALPHABET

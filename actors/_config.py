@@ -41,8 +41,16 @@ class Config:
     frame_rate: float = 1000.0  # WebSocket frames of any kind per second per connection (0: off)
     frame_burst: int = 2000  # WebSocket frames a connection may send at once
     metrics: bool = True  # serve GET /metrics and /healthz on the WebSocket port
+    store: str = "memory"  # where sessions outlive the process: memory, or sqlite:PATH
+    durability: str = "default"  # default (write-behind) or strict (reply after commit)
+    history_retention: float = 30 * 86400.0  # seconds a closed session's record is kept
+    shutdown_timeout: float = 10.0  # seconds a graceful stop may take (SIGTERM, SIGINT)
 
     def __attrs_post_init__(self) -> None:
+        if self.store != "memory" and not (self.store.startswith("sqlite:") and self.store[7:]):
+            raise ValueError(f"store must be memory or sqlite:PATH, not {self.store!r}")
+        if self.durability not in ("default", "strict"):
+            raise ValueError(f"durability must be default or strict, not {self.durability!r}")
         if self.max_message_size < self.max_state_size + STATE_ENVELOPE:
             raise ValueError(
                 f"max_message_size ({self.max_message_size}) must be at least max_state_size "

@@ -142,8 +142,7 @@ def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
         ),
     )
     for frame in replay or ():
-        if not cmd.peer.deliver(frame):
-            break
+        actor.send_to(cmd.peer, frame)
 
 
 def on_leave(actor: SessionActor, cmd: Command, req: SessionLeave) -> None:

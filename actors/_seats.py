@@ -48,19 +48,19 @@ class Seats:
         self._actor = weakref.proxy(actor)
         self.peers: dict[str, Peer] = {}  # participant id -> its live connection
         self._deadlines: dict[str, float] = {}  # away participant id -> end of its grace
-        self._host_deadline = math.inf  # end of the host's grace while hibernating
+        self.host_deadline = math.inf  # end of the host's grace while hibernating
         self._replaced_at: dict[str, float] = {}  # participant id -> when a newer link took it
 
     # ---------------------------------------------------------------- timers
 
     def next_deadline(self) -> float:
         """The earliest grace deadline, ``inf`` when no grace is running."""
-        return min(self._host_deadline, *self._deadlines.values(), math.inf)
+        return min(self.host_deadline, *self._deadlines.values(), math.inf)
 
     def expire(self, now: float) -> bool:
         """Act on the deadlines due at ``now``; whether a grace ended."""
         actor = self._actor
-        if now >= self._host_deadline:
+        if now >= self.host_deadline:
             actor.close("host_timeout")
             return True
         due = [pid for pid, deadline in self._deadlines.items() if now >= deadline]
@@ -142,7 +142,7 @@ class Seats:
             participant.presence = ONLINE
             if participant.role == HOST:
                 actor.state.status = ACTIVE
-                self._host_deadline = math.inf
+                self.host_deadline = math.inf
                 logger.info("session %s: host is back", actor.state.code)
                 actor.emit(SessionResumed, exclude=participant.id)
             else:
@@ -163,7 +163,7 @@ class Seats:
         if participant.role == HOST:
             grace = actor.config.host_grace
             actor.state.status = HIBERNATING
-            self._host_deadline = trio.current_time() + grace
+            self.host_deadline = trio.current_time() + grace
             logger.info("session %s: host dropped, hibernating for %ss", actor.state.code, grace)
             actor.emit(SessionHibernating, until=actor.env.iso(grace), grace_s=grace)
         else:
@@ -183,6 +183,18 @@ class Seats:
         if peer is not None:
             peer.seat_ended(actor.state.code, "left")
         actor.emit(ParticipantLeft, participant_id=pid, reason=reason)
+
+    def restore_away(self) -> None:
+        """Start-up from the store: everyone is away, and every grace starts now."""
+        actor = self._actor
+        now = trio.current_time()
+        for participant in actor.state.participants.values():
+            participant.presence = AWAY
+            if participant.role == HOST:
+                actor.state.status = HIBERNATING
+                self.host_deadline = now + actor.config.host_grace
+            else:
+                self._deadlines[participant.id] = now + actor.config.participant_grace
 
     def broadcast(self, frame: str, exclude: str | None) -> None:
         """Hand ``frame`` to every connected seat but ``exclude``; a refused one is dropped."""

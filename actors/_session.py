@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import orjson
@@ -29,8 +30,18 @@ from protocol import (
 from ._event_log import EventLog
 from ._handlers import HANDLERS
 from ._messages import CloseSession, Command, InjectFault, Message, Peer, PeerGone
+from ._persistence import (
+    ClosedSession,
+    NoStore,
+    SessionChange,
+    SessionRecord,
+    SessionStore,
+    StoredParticipant,
+    StoredRoom,
+)
 from ._seats import Seats
-from ._state import HOST, Participant, SessionState
+from ._persistence import StoredSession
+from ._state import HOST, Participant, Room, SessionState
 from ._views import participant_view, room_view
 
 if TYPE_CHECKING:
@@ -39,6 +50,9 @@ if TYPE_CHECKING:
     from ._messages import SessionHandle
 
 logger = logging.getLogger(__name__)
+
+SAVE_INTERVAL: Final = 0.05  # seconds a session's changes wait before it hands them to the store
+_Held = list[tuple[Callable[..., object], tuple[Any, ...]]]
 
 
 @attrs.frozen
@@ -65,10 +79,18 @@ class SessionActor:
         config: Config,
         env: Environment,
         meta: dict[str, Any] | None = None,
+        store: SessionStore | None = None,
     ) -> None:
         self.handle = handle
         self.config = config
         self.env = env
+        self.store: SessionStore = store or NoStore()
+        self._persist = self.store.persistent
+        self._unsaved: list[tuple[int, str]] = []  # events not yet handed to the store
+        self._save_at = math.inf  # when the next change goes to the store
+        self._held: _Held | None = None  # outputs held back until a strict change is committed
+        self._created_wall = env.wall()
+        self.peak_participants = 0
         self.state = SessionState(
             code=handle.code,
             epoch=env.token_hex(8),
@@ -82,6 +104,55 @@ class SessionActor:
         self._started = trio.current_time()
         self.idle_since = self._started  # last request, or when the last grace ended
 
+    @classmethod
+    def restore(
+        cls,
+        handle: SessionHandle,
+        config: Config,
+        env: Environment,
+        store: SessionStore,
+        stored: StoredSession,
+        *,
+        continuous: bool,
+    ) -> SessionActor:
+        """A session brought back from the store at start-up: everyone away, graces starting
+        now. Unless ``continuous`` (a clean shutdown, and a stored tail that reaches the
+        record), the epoch changes, so clients fall back to a snapshot instead of a replay."""
+        record = stored.record
+        actor = cls(handle, config, env, record.meta, store)
+        st = actor.state
+        st.epoch = record.epoch if continuous else env.token_hex(8)
+        st.started_at = record.started_at
+        st.host_id = record.host_id
+        st.participants = {
+            p.id: Participant(
+                id=p.id,
+                user_id=p.user_id,
+                name=p.name,
+                role=p.role,
+                token_hash=p.token_hash,
+                joined_seq=p.joined_seq,
+                meta=p.meta,
+            )
+            for p in record.participants
+        }
+        st.rooms = {
+            r.name: Room(name=r.name, kind=r.kind, members=dict.fromkeys(r.members), meta=r.meta)
+            for r in record.rooms
+        }
+        st.state = record.state
+        st.version = record.version
+        st.seq = record.seq
+        st.participants_can_write_state = record.participants_can_write_state
+        if continuous:
+            for seq, frame in stored.events:
+                actor.log.append(seq, frame)
+        actor._created_wall = record.created_wall
+        actor.peak_participants = record.peak_participants
+        actor.seats.restore_away()
+        actor.mark_changed()  # the store learns the new presence (and epoch)
+        return actor
+
     # ---------------------------------------------------------------- the loop
 
     async def run(self, inbox: trio.MemoryReceiveChannel[Message]) -> None:
@@ -93,12 +164,19 @@ class SessionActor:
         with inbox:
             try:
                 while not self.closed:
-                    with trio.move_on_at(self._next_deadline()):
-                        self._handle(await inbox.receive())
-                        continue
-                    self._expire_timers()
+                    message: Message | None = None
+                    with trio.move_on_at(min(self._next_deadline(), self._save_at)):
+                        message = await inbox.receive()
+                    if message is None:
+                        self._expire_timers()
+                    elif type(message) is Command and self._strict(message):
+                        await self._handle_strict(message)
+                    else:
+                        self._handle(message)
             finally:
                 self._drain(inbox)
+                if not self.closed:  # shutdown: the store gets the session as it is
+                    self.save()
 
     def fail(self) -> None:
         """Close the session after a crash, telling its clients (reason ``internal_error``)."""
@@ -133,14 +211,24 @@ class SessionActor:
 
     def _expire_timers(self) -> None:
         now = trio.current_time()
+        if now >= self._save_at:
+            self.save()
         if self.seats.expire(now):
             self.idle_since = now  # a grace ended: an empty session's idle time starts now
         elif not self.closed and self._next_deadline() <= now:  # the idle deadline, then
             self.close("idle_timeout")
 
+    def _strict(self, cmd: Command) -> bool:
+        if not self._persist:
+            return False
+        return self.config.durability == "strict" or getattr(cmd.request, "durable", False)
+
     def _handle(self, message: Message) -> None:
         if type(message) is Command:
-            self._handle_command(message)
+            try:
+                self._handle_command(message)
+            finally:
+                message.peer.command_done()
         elif isinstance(message, PeerGone):
             self.seats.gone(message.peer, message.participant_id)
         elif isinstance(message, CloseSession):
@@ -159,6 +247,21 @@ class SessionActor:
                 self.answer_error(cmd, ProtocolError(ErrorCode.INTERNAL, "internal error"))
             raise
         finally:
+            self.mark_changed()
+
+    async def _handle_strict(self, cmd: Command) -> None:
+        """Apply ``cmd``, then hold its reply and events back until the store has committed it
+        (strict durability): an acknowledged change survives a crash."""
+        held: _Held = []
+        self._held = held
+        try:
+            self._handle_command(cmd)
+            self.save()
+            await self.store.commit()
+        finally:
+            self._held = None
+            for deliver, args in held:
+                deliver(*args)
             cmd.peer.command_done()
 
     def _drain(self, inbox: trio.MemoryReceiveChannel[Message]) -> None:
@@ -177,12 +280,22 @@ class SessionActor:
     def answer(self, cmd: Command, data: Reply) -> None:
         """Reply to ``cmd`` (once)."""
         cmd.answered = True
-        cmd.peer.reply(cmd.ref, data)
+        self._out(cmd.peer.reply, cmd.ref, data)
 
     def answer_error(self, cmd: Command, error: ProtocolError) -> None:
         """Refuse ``cmd`` (once)."""
         cmd.answered = True
-        cmd.peer.reply_error(cmd.ref, error)
+        self._out(cmd.peer.reply_error, cmd.ref, error)
+
+    def send_to(self, peer: Peer, frame: str) -> None:
+        """Hand one frame to one peer (a replay), after the reply that caused it."""
+        self._out(peer.deliver, frame)
+
+    def _out(self, deliver: Callable[..., object], *args: Any) -> None:
+        if self._held is None:
+            deliver(*args)
+        else:
+            self._held.append((deliver, args))
 
     def prepare(self, kind: type[Event], /, **fields: Any) -> str:
         """The frame of the next event, changing nothing: call before anything is applied.
@@ -201,7 +314,9 @@ class SessionActor:
         st = self.state
         st.seq += 1
         self.log.append(st.seq, frame)
-        self.seats.broadcast(frame, exclude)
+        if self._persist:
+            self._unsaved.append((st.seq, frame))
+        self._out(self.seats.broadcast, frame, exclude)
 
     def emit(self, kind: type[Event], /, *, exclude: str | None = None, **fields: Any) -> None:
         """:meth:`prepare` and :meth:`publish` at once, for events of the server's own making."""
@@ -222,7 +337,74 @@ class SessionActor:
             ended_at=self.env.iso(),
         )
         self.seats.release_all(reason)
+        self.store.close(
+            ClosedSession(
+                code=self.state.code,
+                host_user_id=self.state.host_user_id,
+                started_at=self.state.started_at,
+                ended_at=self.env.iso(),
+                ended_wall=self.env.wall(),
+                duration_s=round(duration, 3),
+                reason=reason,
+                peak_participants=self.peak_participants,
+            )
+        )
         logger.info("session %s closed: %s after %.0fs", self.state.code, reason, duration)
+
+    # ---------------------------------------------------------------- persistence
+
+    def mark_changed(self) -> None:
+        """Something changed: hand the session to the store within ``SAVE_INTERVAL``."""
+        self.peak_participants = max(self.peak_participants, len(self.state.participants))
+        if self._persist and self._save_at == math.inf:
+            self._save_at = trio.current_time() + SAVE_INTERVAL
+
+    def save(self) -> None:
+        """Hand the store the session as it is and the events since the last save."""
+        self._save_at = math.inf
+        if self._persist and not self.closed:
+            self.store.save(SessionChange(record=self.record(), events=self._unsaved))
+            self._unsaved = []
+
+    def record(self) -> SessionRecord:
+        """The session as the store keeps it (resume tokens only as hashes)."""
+        st = self.state
+        now, wall = trio.current_time(), self.env.wall()
+        host_deadline = self.seats.host_deadline
+        return SessionRecord(
+            code=st.code,
+            epoch=st.epoch,
+            host_user_id=st.host_user_id,
+            host_id=st.host_id,
+            status=st.status,
+            started_at=st.started_at,
+            created_wall=self._created_wall,
+            last_activity_wall=wall - (now - self.idle_since),
+            saved_wall=wall,
+            host_deadline_wall=wall + host_deadline - now if host_deadline != math.inf else None,
+            participants=[
+                StoredParticipant(
+                    id=p.id,
+                    user_id=p.user_id,
+                    name=p.name,
+                    role=p.role,
+                    token_hash=p.token_hash,
+                    joined_seq=p.joined_seq,
+                    meta=p.meta,
+                )
+                for p in st.participants.values()
+            ],
+            rooms=[
+                StoredRoom(name=r.name, kind=r.kind, members=list(r.members), meta=r.meta)
+                for r in st.rooms.values()
+            ],
+            state=st.state,
+            version=st.version,
+            seq=st.seq,
+            participants_can_write_state=st.participants_can_write_state,
+            meta=st.meta,
+            peak_participants=self.peak_participants,
+        )
 
     # ---------------------------------------------------------------- views
 

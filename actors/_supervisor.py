@@ -10,6 +10,7 @@ import trio
 
 from ._environment import Environment
 from ._messages import Message, SessionHandle
+from ._persistence import ClosedSession, Loaded, NoStore, SessionStore, StoredSession
 from ._session import SessionActor, SessionStatistics
 
 if TYPE_CHECKING:
@@ -63,9 +64,15 @@ class SupervisorStatistics:
 class Supervisor:
     """Owns the session nursery and the code -> actor registry; nothing else holds either."""
 
-    def __init__(self, config: Config, env: Environment | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: Environment | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
         self._config = config
         self.env = env or Environment.production()
+        self.store: SessionStore = store or NoStore()
         self._nursery: trio.Nursery | None = None
         self._actors: dict[str, SessionActor] = {}
         self._hosted: dict[str, str] = {}  # host user id -> code of the live session it hosts
@@ -94,17 +101,71 @@ class Supervisor:
         code = self._hosted.get(host_user_id)
         if code is not None and not fresh:
             return Opened(self._actors[code].handle, reused=True)
+        replaced = self._actors[code].handle if code is not None else None
+        handle, receive = self._new_handle(new_code(self._actors, self.env), host_user_id)
+        self._spawn(SessionActor(handle, self._config, self.env, meta, self.store), receive)
+        self._created += 1
+        return Opened(handle, reused=False, replaced=replaced)
+
+    def restore(self, loaded: Loaded) -> tuple[int, int]:
+        """Bring back the sessions a store held at start-up, hibernating; close those whose
+        grace ran out while the server was down (``expired_while_down``). Returns how many
+        were restored and how many expired."""
+        restored = expired = 0
+        now = self.env.wall()
+        for stored in loaded.sessions:
+            record = stored.record
+            if record.code in self._actors:
+                continue
+            if now >= self._grace_end(record.host_deadline_wall, record.saved_wall):
+                self._expire(stored, now)
+                expired += 1
+                continue
+            tail = stored.events
+            continuous = loaded.clean and (not tail or tail[-1][0] == record.seq)
+            handle, receive = self._new_handle(record.code, record.host_user_id)
+            actor = SessionActor.restore(
+                handle, self._config, self.env, self.store, stored, continuous=continuous
+            )
+            self._spawn(actor, receive)
+            restored += 1
+        logger.info("restored %d sessions; %d expired while the server was down", restored, expired)
+        return restored, expired
+
+    def _grace_end(self, host_deadline_wall: float | None, saved_wall: float) -> float:
+        # A host connected at the last save dropped when the server stopped: its grace (as
+        # configured now) runs from then; one already away keeps its earlier deadline.
+        end = saved_wall + self._config.host_grace
+        return end if host_deadline_wall is None else min(end, host_deadline_wall)
+
+    def _expire(self, stored: StoredSession, now: float) -> None:
+        record = stored.record
+        self.store.close(
+            ClosedSession(
+                code=record.code,
+                host_user_id=record.host_user_id,
+                started_at=record.started_at,
+                ended_at=self.env.iso(),
+                ended_wall=now,
+                duration_s=round(now - record.created_wall, 3),
+                reason="expired_while_down",
+                peak_participants=record.peak_participants,
+            )
+        )
+
+    def _new_handle(
+        self, code: str, host_user_id: str
+    ) -> tuple[SessionHandle, trio.MemoryReceiveChannel[Message]]:
+        send, receive = trio.open_memory_channel[Message](self._config.inbox_size)
+        return SessionHandle(code, host_user_id, send), receive
+
+    def _spawn(self, actor: SessionActor, inbox: trio.MemoryReceiveChannel[Message]) -> None:
         if self._nursery is None:
             raise RuntimeError("supervisor is not running")
-        send, receive = trio.open_memory_channel[Message](self._config.inbox_size)
-        handle = SessionHandle(new_code(self._actors, self.env), host_user_id, send)
-        actor = SessionActor(handle, self._config, self.env, meta)
-        self._actors[handle.code] = actor
-        self._hosted[host_user_id] = handle.code
-        self._created += 1
-        self._nursery.start_soon(self._supervise, actor, receive, name=f"session {handle.code}")
-        replaced = self._actors[code].handle if code is not None else None
-        return Opened(handle, reused=False, replaced=replaced)
+        code = actor.handle.code
+        self._actors[code] = actor
+        self._hosted[actor.handle.host_user_id] = code
+        self._nursery.start_soon(self._supervise, actor, inbox, name=f"session {code}")
 
     def hosted(self, host_user_id: str) -> str | None:
         """The code of the live session ``host_user_id`` hosts, if any."""

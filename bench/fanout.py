@@ -8,6 +8,8 @@ so one scheduling hiccup on a shared virtual machine does not end a sweep early.
 from __future__ import annotations
 
 import math
+import re
+import urllib.request
 from typing import Any
 
 import trio
@@ -77,7 +79,11 @@ async def sweep(server: Running, groups: int, members: int, generator: str) -> d
         half = None
         if best is not None:
             await trio.to_thread.run_sync(server.wait_idle)
+            before = await trio.to_thread.run_sync(gc_pauses, server.url)
             half = await step(best["sends_per_s"] / 2, duration=2 * STEP)
+            after = await trio.to_thread.run_sync(gc_pauses, server.url)
+            if before is not None and after is not None:
+                half["gc"] = _pauses_between(before, after)
     return {
         "generator": generator,
         "best": best,
@@ -86,4 +92,31 @@ async def sweep(server: Running, groups: int, members: int, generator: str) -> d
         # at the failing step, was the load generator itself saturated?
         "generator_limited": failed is not None and failed["generator_cpu"] >= GENERATOR_BUSY,
         "steps": steps,
+    }
+
+
+_BUCKET = re.compile(r'^trio_sessions_gc_pause_seconds_bucket\{le="([^"]+)"\} (\d+)$', re.M)
+
+
+def gc_pauses(url: str) -> dict[str, int] | None:
+    """The server's collector-pause histogram (cumulative counts by bound), if it has one."""
+    http = url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
+    try:
+        with urllib.request.urlopen(http, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found = dict(_BUCKET.findall(text))
+    return {bound: int(count) for bound, count in found.items()} or None
+
+
+def _pauses_between(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
+    """Collections during a phase: how many, how many over 20 ms, and the bound of the longest."""
+    delta = {bound: after[bound] - before.get(bound, 0) for bound in after}
+    total = delta.get("+Inf", 0)
+    longest = next((b for b in delta if delta[b] == total), "+Inf") if total else None
+    return {
+        "collections": total,
+        "over_20ms": total - delta.get("0.02", 0),
+        "longest_at_most_s": longest,
     }

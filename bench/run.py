@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 from typing import Any
@@ -50,7 +51,16 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             p99s = [(r.get("half") or {}).get("p99_ms") for r in runs]
             p50s = [(r.get("half") or {}).get("p50_ms") for r in runs]
             cpus = [(r.get("best") or {}).get("server_cpu") for r in runs]
+            gcs = [((r.get("half") or {}).get("gc") or {}) for r in runs]
             table.setdefault(shape, {})[name] = {
+                "gc_over_20ms_at_half": sum(g.get("over_20ms", 0) for g in gcs)
+                if any(gcs)
+                else None,
+                "gc_longest_at_half_s": max(
+                    (g["longest_at_most_s"] for g in gcs if g.get("longest_at_most_s")),
+                    key=lambda b: math.inf if b == "+Inf" else float(b),
+                    default=None,
+                ),
                 "delivered_per_s_median": statistics.median(rates),
                 "delivered_per_s_range": [min(rates), max(rates)],
                 "p50_ms_at_half": _median(p50s),
@@ -76,8 +86,9 @@ def markdown(summary: dict[str, Any], memory: dict[str, Any], storm_result: Any)
     if summary:
         lines += [
             "| shape | server | deliveries/s (median) | range | p50 / p99 at half (ms) "
-            "| server CPU | trio-sessions ÷ it | load-limited runs |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| server CPU | trio-sessions ÷ it | load-limited runs | GC pauses > 20 ms at half "
+            "| longest GC pause at half (s, at most) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for shape, row in summary.items():
             for name, c in row.items():
@@ -86,7 +97,8 @@ def markdown(summary: dict[str, Any], memory: dict[str, Any], storm_result: Any)
                     f"| {shape} | {name} | {c['delivered_per_s_median']:,} | {lo:,}-{hi:,} "
                     f"| {c['p50_ms_at_half']} / {c['p99_ms_at_half']} "
                     f"| {c['server_cpu_at_best']} | {c.get('trio_sessions_ratio', '-')} "
-                    f"| {c['generator_limited_runs']} |"
+                    f"| {c['generator_limited_runs']} | {c['gc_over_20ms_at_half'] or '-'} "
+                    f"| {c['gc_longest_at_half_s'] or '-'} |"
                 )
     if memory:
         lines += [

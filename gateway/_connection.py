@@ -152,15 +152,16 @@ class Connection:
     # ---------------------------------------------------------------- tasks
 
     async def serve(self) -> None:
-        """Serve the link until it closes. Always ends the link (close frame or abort)."""
+        """Serve the link until it closes. Always ends the link (close frame or abort).
+
+        One task: the reader, which also keeps the heartbeat (a quiet link is pinged, a silent
+        one dropped), so an idle connection costs no task of its own beyond this one.
+        """
         self._counters.open += 1
         self._counters.accepted += 1
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeat_loop)
-                    await self._read_loop()
-                    nursery.cancel_scope.cancel()
+                await self._read_loop()
         except Exception:
             self._close_reason = (CloseCode.INTERNAL_ERROR, "internal error")
             raise
@@ -191,36 +192,39 @@ class Connection:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await seat.session.send(PeerGone(self, seat.participant_id))
 
-    async def _heartbeat_loop(self) -> None:
-        """Ping a link that has been quiet for an interval; one silent for two is dead."""
-        interval = self._config.heartbeat_interval
+    # ---------------------------------------------------------------- reading
+
+    async def _next_frame(self) -> str | bytes | None:
+        """The next message, pinging the link once it has been quiet for a heartbeat interval;
+        ``None`` once it ends, or is silent for two intervals (heartbeat timeout, 4003)."""
+        transport, interval = self._transport, self._config.heartbeat_interval
+        pinged = False
         while True:
-            await trio.sleep_until(self._last_heard + interval)
-            if trio.current_time() < self._last_heard + interval:
-                continue  # heard from the client meanwhile: no ping needed
-            with trio.move_on_at(self._last_heard + 2 * interval):
+            with trio.move_on_at(self._last_heard + (2 if pinged else 1) * interval):
                 try:
-                    await self._transport.ping()
+                    return await transport.receive()
+                except SendBufferFull:
+                    self._slow_consumer()
+                    return None
                 except TransportClosed:
-                    return
-                self._last_heard = trio.current_time()
-            if trio.current_time() >= self._last_heard + 2 * interval:
+                    return None
+            if transport.heard_at > self._last_heard:  # a pong (or a frame) came meanwhile
+                self._last_heard, pinged = transport.heard_at, False
+            elif not pinged:
+                pinged = True
+                if not transport.ping_nowait():
+                    continue  # over budget: the next receive says so
+            else:
                 logger.info("connection %s: no heartbeat, dropping it", self.connection_id)
                 self._counters.heartbeat_timeouts += 1
                 self._link_dead = True
                 self._close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                return
-
-    # ---------------------------------------------------------------- reading
+                return None
 
     async def _receive(self) -> tuple[Ref, Request | ProtocolError] | None:
         """The next decoded frame, or ``None`` once the connection is ending."""
-        try:
-            frame = await self._transport.receive()
-        except SendBufferFull:
-            self._slow_consumer()
-            return None
-        except TransportClosed:
+        frame = await self._next_frame()
+        if frame is None:
             return None
         self._last_heard = trio.current_time()
         self._counters.frames_received += 1
@@ -253,8 +257,12 @@ class Connection:
         if self._bucket.take():
             return True
         self._counters.rate_limited += 1
-        if not self._abuse.take():
-            logger.warning("connection %s: flooding, closing it", self.connection_id)
+        if not self._abuse.take() and not self._closing:
+            logger.warning(
+                "connection %s from %s: flooding, closing it",
+                self.connection_id,
+                self._transport.remote,
+            )
             self._close(CloseCode.POLICY_VIOLATION, "flooding: requests over the rate limit")
         return False
 

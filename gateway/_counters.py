@@ -12,6 +12,8 @@ from protocol import ErrorCode
 if TYPE_CHECKING:
     from actors import Supervisor, SupervisorStatistics
 
+    from ._gc_pauses import GcPauses
+
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_PREFIX: Final = "trio_sessions_"
 
@@ -91,8 +93,11 @@ METRICS: Final = (
 """Every metric, defined once: the exposition and the docs' table follow this list."""
 
 
-def render_metrics(supervisor: Supervisor, counters: Counters) -> str:
-    """Prometheus text exposition of :data:`METRICS`, names prefixed, counters ending ``_total``."""
+def render_metrics(
+    supervisor: Supervisor, counters: Counters, gc_pauses: GcPauses | None = None
+) -> str:
+    """Prometheus text exposition of :data:`METRICS`, names prefixed, counters ending ``_total``,
+    and the collector's pauses when watched."""
     stats = supervisor.statistics()
     lines = []
     for metric in METRICS:
@@ -102,4 +107,6 @@ def render_metrics(supervisor: Supervisor, counters: Counters) -> str:
             f"# TYPE {full} {metric.kind}",
             f"{full} {metric.read(stats, counters)}",
         ]
+    if gc_pauses is not None:
+        lines += gc_pauses.render(METRICS_PREFIX)
     return "\n".join(lines) + "\n"

@@ -145,6 +145,7 @@ class StateSet:
     state: dict[str, Any]
     expected_version: int | None = attrs.field(default=None, validator=_non_negative)
     session: str | None = _session_field()
+    durable: bool = False  # reply only once the change is committed to the store
 
 
 @attrs.frozen(kw_only=True)
@@ -155,6 +156,7 @@ class StatePatch:
     patch: dict[str, Any]
     expected_version: int | None = attrs.field(default=None, validator=_non_negative)
     session: str | None = _session_field()
+    durable: bool = False  # reply only once the change is committed to the store
 
 
 Request = (

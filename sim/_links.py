@@ -141,6 +141,7 @@ class ServerEnd(_End):
         self._closed = False  # our close frame is queued: nothing more is sent
         self._overflowed = False
         self.remote = f"sim:{link.client_id}"
+        self.heard_at = trio.current_time()
 
     async def receive(self) -> str:
         while True:
@@ -153,6 +154,7 @@ class ServerEnd(_End):
                 raise TransportClosed from None
             if isinstance(item, _CloseFrame):
                 raise TransportClosed
+            self.heard_at = trio.current_time()
             if item == _PONG:
                 if self._pong is not None:
                     self._pong.set()
@@ -174,6 +176,13 @@ class ServerEnd(_End):
             return False
         self._link.unreceived += frame_size(item)
         return True
+
+    def ping_nowait(self) -> bool:
+        if self._closed:
+            return False
+        if self._link.unreceived > self._budget:
+            self._overflowed = True
+        return not self._overflowed and self._queue(_PING)
 
     async def ping(self) -> None:
         if self._closed:

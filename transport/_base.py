@@ -36,6 +36,7 @@ class Transport(Protocol):
     """
 
     remote: str
+    heard_at: float  # Trio time of the last frame of any kind received (pongs included)
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -51,8 +52,10 @@ class Transport(Protocol):
         within budget, so the worst case held is the budget plus one frame."""
         ...
 
-    async def ping(self) -> None:
-        """Send a ping and wait for its pong, which arrives while another task is in ``receive``."""
+    def ping_nowait(self) -> bool:
+        """Queue a ping; its pong shows in ``heard_at``. ``False`` once the link is closing or
+        gone, or when the queue is over budget (the transport is then overflowed: ``receive``
+        raises :class:`SendBufferFull`)."""
         ...
 
     async def aclose(self, code: int, reason: str) -> None:

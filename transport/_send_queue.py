@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -68,6 +68,9 @@ class SendQueue:
         self._flushing = False  # the flusher is in send_all: only it may write
         self._wake_flusher = trio.Event()
         self._drained = trio.Event()
+        # Starts the flusher task the first time the socket pushes back (set by the transport's
+        # context manager): most connections never need one, and an idle task costs memory.
+        self.start_flusher: Callable[[Callable[[], Awaitable[None]]], None] | None = None
         self.closed = False  # the close frame is queued
         self.overflowed = False
         self.broken = False
@@ -119,7 +122,7 @@ class SendQueue:
         self._queue.append(frame)
         self._queued += len(frame)
         if self._fd < 0:
-            self._wake_flusher.set()
+            self._wake()
         elif not self._marked and not self._flushing:
             self._marked = True
             self._coalescer.mark(self)
@@ -143,9 +146,15 @@ class SendQueue:
         self._queued -= sent
         if sent < len(data):
             self._queue.appendleft(data[sent:])
-            self._wake_flusher.set()
+            self._wake()
         else:
             self._signal_drained()
+
+    def _wake(self) -> None:
+        if self.start_flusher is not None:
+            start, self.start_flusher = self.start_flusher, None
+            start(self.flush_loop)
+        self._wake_flusher.set()
 
     async def flush_loop(self) -> None:
         """Drain what the socket refused, in order: the only task that awaits ``send_all``.

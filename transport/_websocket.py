@@ -83,6 +83,7 @@ class WebSocketTransport:
         self._messages: deque[str | bytes] = deque()
         self._handed = 0  # messages handed out since the last checkpoint
         self._pings = itertools.count()
+        self.heard_at = trio.current_time()
         self._pongs: dict[bytes, trio.Event] = {}
         self._close_received = False
         self._queue = SendQueue(stream, coalescer, send_buffer_size, self._wake_all, remote)
@@ -143,6 +144,8 @@ class WebSocketTransport:
         frames = self._parser.frames
         try:
             messages = self._parser.feed(data)
+            if self._parser.frames != frames:
+                self.heard_at = trio.current_time()
             if not self._bucket.take(self._parser.frames - frames):
                 raise FrameError(POLICY_VIOLATION, "too many frames per second")
             for opcode, payload in messages:
@@ -185,6 +188,13 @@ class WebSocketTransport:
         """Queue one text frame; ``False`` (nothing queued) while more than the budget is
         queued, once overflowed, or once the link is closing or gone."""
         return self._queue.offer(server_text_frame(frame))
+
+    def ping_nowait(self) -> bool:
+        """Queue a ping; its pong moves ``heard_at``. ``False`` when closing, gone or over budget
+        (then overflowed: ``receive`` raises :class:`SendBufferFull`)."""
+        if self._queue.closed or self._close_received or self._queue.broken:
+            return False
+        return self._queue.control(build_frame(PING, next(self._pings).to_bytes(8, "big")))
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (read by whichever task is in ``receive``).
@@ -249,7 +259,8 @@ async def open_websocket_transport(
     frame_burst: int = FRAME_BURST,
     remote: str = "?",
 ) -> AsyncIterator[WebSocketTransport]:
-    """Open a :class:`WebSocketTransport` on ``stream`` (after the 101), with its flusher task.
+    """Open a :class:`WebSocketTransport` on ``stream`` (after the 101), with its flusher task
+    (started in the context manager's own nursery the first time the socket pushes back).
 
     Resource handling: the transport owns ``stream`` from here on. On exit, however the body
     ends, what is queued is written if the socket takes it at once, nothing is written after
@@ -270,7 +281,7 @@ async def open_websocket_transport(
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(transport._queue.flush_loop)
+            transport._queue.start_flusher = nursery.start_soon
             try:
                 yield transport
             except BaseException as exc:  # re-raised below, outside the nursery

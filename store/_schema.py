@@ -1,0 +1,166 @@
+"""The SQLite file: its schema, migrations, and opening it (blocking: call from a thread).
+
+Schema version 1 (``PRAGMA user_version``)::
+
+    sessions (code PRIMARY KEY, seq, record)   latest SessionRecord per live session, JSON
+    events   (code, seq, frame)                 its event tail, PRIMARY KEY (code, seq)
+    history  (code, host_user_id, started_at, ended_at, ended_wall, duration_s, reason,
+              peak_participants)                one row per closed session
+    meta     (key PRIMARY KEY, value)           'clean': 1 once a run shut down cleanly
+
+Version 0 is the layout before the history kept ``peak_participants`` and before the clean
+flag; ``MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from ._api import StoreError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the write-ahead log keeps after a checkpoint
+
+# A new file gets the current layout in one step.
+_CREATE: Final = (
+    "CREATE TABLE sessions (code TEXT PRIMARY KEY, seq INTEGER NOT NULL, record BLOB NOT NULL)",
+    # Clustered on (code, seq): a session's tail is contiguous, so loading it in order is a
+    # scan and trimming it is a range delete.
+    "CREATE TABLE events (code TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,"
+    " PRIMARY KEY (code, seq)) WITHOUT ROWID",
+    "CREATE TABLE history (code TEXT NOT NULL, host_user_id TEXT NOT NULL,"
+    " started_at TEXT NOT NULL, ended_at TEXT NOT NULL, ended_wall REAL NOT NULL,"
+    " duration_s REAL NOT NULL, reason TEXT NOT NULL,"
+    " peak_participants INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX history_by_end ON history (ended_wall)",
+    "CREATE INDEX history_by_code ON history (code, ended_wall)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta (key, value) VALUES ('clean', 1)",
+)
+
+# MIGRATIONS[v]: the statements that take a file from version v to v + 1, run in one
+# transaction with the version bump.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        "ALTER TABLE history ADD COLUMN peak_participants INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX history_by_end ON history (ended_wall)",
+        "CREATE INDEX history_by_code ON history (code, ended_wall)",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        # A version-0 run left no clean flag: assume the worst (sessions get a new epoch).
+        "INSERT INTO meta (key, value) VALUES ('clean', 0)",
+    ),
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def open_database(
+    path: Path, *, synchronous: str, prune_before: float
+) -> tuple[sqlite3.Connection, bool]:
+    """Open, check and migrate the store's file; mark it in use (not clean).
+
+    Creates the file if it does not exist. Returns the connection (autocommit: the caller
+    issues BEGIN/COMMIT) and whether the previous run shut down cleanly.
+
+    Raises:
+        StoreError: the file is not a readable session store; nothing was loaded.
+    """
+    if path.is_dir():
+        raise StoreError(f"cannot open the session store {path}: it is a directory")
+    _check_size(path)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    try:
+        clean = _prepare(conn, path, synchronous=synchronous, prune_before=prune_before)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, clean
+
+
+def _prepare(
+    conn: sqlite3.Connection, path: Path, *, synchronous: str, prune_before: float
+) -> bool:
+    """Set the pragmas, check the file, bring its schema up to date; return the clean flag."""
+    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if mode != "wal":
+        logger.warning("session store %s: WAL mode unavailable, journal mode is %s", path, mode)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    # A checkpoint truncates the log back to this size: a burst does not leave a huge file.
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"cannot open the session store {path}: schema version {version} is newer than"
+                f" this server's {SCHEMA_VERSION}"
+            )
+        (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        if tables == 0:
+            _run(conn, _CREATE)
+        else:
+            for step in range(version, SCHEMA_VERSION):
+                logger.info("session store %s: migrating schema %d -> %d", path, step, step + 1)
+                _run(conn, MIGRATIONS[step])
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        (clean,) = conn.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
+        if not clean:
+            # After a crash, damage is likeliest: check every page (about 1 s per 400 MB here)
+            # so a damaged file is refused now rather than found later. After a clean shutdown
+            # the size check above and load(), which reads every session and event, suffice.
+            _check_pages(conn, path)
+        conn.execute("UPDATE meta SET value = 0 WHERE key = 'clean'")
+        conn.execute("DELETE FROM history WHERE ended_wall < ?", (prune_before,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return bool(clean)
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a file shorter than its header says (a copy or a disk cut short).
+
+    Only when no write-ahead log is left beside it: pages still in the log may legitimately
+    be missing from the file.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not path.exists() or (wal.exists() and wal.stat().st_size > 0):
+        return
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return  # sqlite3 names what is wrong with it
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]  # the header's page count is current
+    size = path.stat().st_size
+    if valid and size < pages * page_size:
+        raise StoreError(
+            f"cannot open the session store {path}: truncated, {size} of {pages * page_size} bytes"
+        )
+
+
+def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
+    """Read every page; refuse the file if any is damaged."""
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise StoreError(f"cannot open the session store {path}: {'; '.join(problems)}")
+
+
+def _run(conn: sqlite3.Connection, statements: tuple[str, ...]) -> None:
+    """Execute statements one by one (``executescript`` would commit the open transaction)."""
+    for statement in statements:
+        conn.execute(statement)
