@@ -30,18 +30,10 @@ from protocol import (
 from ._event_log import EventLog
 from ._handlers import HANDLERS
 from ._messages import CloseSession, Command, InjectFault, Message, Peer, PeerGone
-from ._persistence import (
-    ClosedSession,
-    NoStore,
-    SessionChange,
-    SessionRecord,
-    SessionStore,
-    StoredParticipant,
-    StoredRoom,
-)
+from ._persistence import ClosedSession, NoStore, SessionChange, SessionStore
+from ._records import record_of
 from ._seats import Seats
-from ._persistence import StoredSession
-from ._state import HOST, Participant, Room, SessionState
+from ._state import HOST, Participant, SessionState
 from ._views import participant_view, room_view
 
 if TYPE_CHECKING:
@@ -89,7 +81,7 @@ class SessionActor:
         self._unsaved: list[tuple[int, str]] = []  # events not yet handed to the store
         self._save_at = math.inf  # when the next change goes to the store
         self._held: _Held | None = None  # outputs held back until a strict change is committed
-        self._created_wall = env.wall()
+        self.created_wall = env.wall()
         self.peak_participants = 0
         self.state = SessionState(
             code=handle.code,
@@ -103,55 +95,6 @@ class SessionActor:
         self.closed = False
         self._started = trio.current_time()
         self.idle_since = self._started  # last request, or when the last grace ended
-
-    @classmethod
-    def restore(
-        cls,
-        handle: SessionHandle,
-        config: Config,
-        env: Environment,
-        store: SessionStore,
-        stored: StoredSession,
-        *,
-        continuous: bool,
-    ) -> SessionActor:
-        """A session brought back from the store at start-up: everyone away, graces starting
-        now. Unless ``continuous`` (a clean shutdown, and a stored tail that reaches the
-        record), the epoch changes, so clients fall back to a snapshot instead of a replay."""
-        record = stored.record
-        actor = cls(handle, config, env, record.meta, store)
-        st = actor.state
-        st.epoch = record.epoch if continuous else env.token_hex(8)
-        st.started_at = record.started_at
-        st.host_id = record.host_id
-        st.participants = {
-            p.id: Participant(
-                id=p.id,
-                user_id=p.user_id,
-                name=p.name,
-                role=p.role,
-                token_hash=p.token_hash,
-                joined_seq=p.joined_seq,
-                meta=p.meta,
-            )
-            for p in record.participants
-        }
-        st.rooms = {
-            r.name: Room(name=r.name, kind=r.kind, members=dict.fromkeys(r.members), meta=r.meta)
-            for r in record.rooms
-        }
-        st.state = record.state
-        st.version = record.version
-        st.seq = record.seq
-        st.participants_can_write_state = record.participants_can_write_state
-        if continuous:
-            for seq, frame in stored.events:
-                actor.log.append(seq, frame)
-        actor._created_wall = record.created_wall
-        actor.peak_participants = record.peak_participants
-        actor.seats.restore_away()
-        actor.mark_changed()  # the store learns the new presence (and epoch)
-        return actor
 
     # ---------------------------------------------------------------- the loop
 
@@ -363,48 +306,8 @@ class SessionActor:
         """Hand the store the session as it is and the events since the last save."""
         self._save_at = math.inf
         if self._persist and not self.closed:
-            self.store.save(SessionChange(record=self.record(), events=self._unsaved))
+            self.store.save(SessionChange(record=record_of(self), events=self._unsaved))
             self._unsaved = []
-
-    def record(self) -> SessionRecord:
-        """The session as the store keeps it (resume tokens only as hashes)."""
-        st = self.state
-        now, wall = trio.current_time(), self.env.wall()
-        host_deadline = self.seats.host_deadline
-        return SessionRecord(
-            code=st.code,
-            epoch=st.epoch,
-            host_user_id=st.host_user_id,
-            host_id=st.host_id,
-            status=st.status,
-            started_at=st.started_at,
-            created_wall=self._created_wall,
-            last_activity_wall=wall - (now - self.idle_since),
-            saved_wall=wall,
-            host_deadline_wall=wall + host_deadline - now if host_deadline != math.inf else None,
-            participants=[
-                StoredParticipant(
-                    id=p.id,
-                    user_id=p.user_id,
-                    name=p.name,
-                    role=p.role,
-                    token_hash=p.token_hash,
-                    joined_seq=p.joined_seq,
-                    meta=p.meta,
-                )
-                for p in st.participants.values()
-            ],
-            rooms=[
-                StoredRoom(name=r.name, kind=r.kind, members=list(r.members), meta=r.meta)
-                for r in st.rooms.values()
-            ],
-            state=st.state,
-            version=st.version,
-            seq=st.seq,
-            participants_can_write_state=st.participants_can_write_state,
-            meta=st.meta,
-            peak_participants=self.peak_participants,
-        )
 
     # ---------------------------------------------------------------- views
 

@@ -11,6 +11,7 @@ import trio
 from ._environment import Environment
 from ._messages import Message, SessionHandle
 from ._persistence import ClosedSession, Loaded, NoStore, SessionStore, StoredSession
+from ._records import restore
 from ._session import SessionActor, SessionStatistics
 
 if TYPE_CHECKING:
@@ -124,9 +125,8 @@ class Supervisor:
             tail = stored.events
             continuous = loaded.clean and (not tail or tail[-1][0] == record.seq)
             handle, receive = self._new_handle(record.code, record.host_user_id)
-            actor = SessionActor.restore(
-                handle, self._config, self.env, self.store, stored, continuous=continuous
-            )
+            actor = SessionActor(handle, self._config, self.env, record.meta, self.store)
+            restore(actor, stored, continuous=continuous)
             self._spawn(actor, receive)
             restored += 1
         logger.info("restored %d sessions; %d expired while the server was down", restored, expired)

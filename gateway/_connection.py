@@ -9,13 +9,11 @@ Frames leave only through the transport's one non-blocking queue (:meth:`Transpo
 a refusal means the client does not keep up, and it is closed as a slow consumer (4008).
 
 Replies leave in request order: a request answered here (a decode error, a rate limit, a ping)
-or routed to another session first waits until every request already routed has been answered
-(``_settle``), which costs nothing while requests go to one session and are valid.
+first waits until every request already routed has been answered (see ``_router.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from typing import TYPE_CHECKING, Final
@@ -23,7 +21,6 @@ from typing import TYPE_CHECKING, Final
 import orjson
 import trio
 
-from actors import CloseSession, Command, PeerGone, SessionHandle
 from protocol import (
     MAX_REF_LENGTH,
     CloseCode,
@@ -46,12 +43,11 @@ from protocol import (
     encode_error,
     encode_event,
     encode_reply,
-    parse_token,
 )
 from transport import SendBufferFull, Transport, TransportClosed
 
 from ._rate_limit import TokenBucket
-from ._seats import Seat, SeatMap
+from ._router import Router
 
 if TYPE_CHECKING:
     from actors import Config, Environment, Supervisor
@@ -88,10 +84,7 @@ class Connection:
         self._config = config
         self._counters = counters
         self._env = env
-        self._seats = SeatMap(config.max_sessions_per_connection)
-        self._in_flight = 0  # commands routed to an actor and not yet answered
-        self._in_flight_to: SessionHandle | None = None  # ... all to this session
-        self._settled: trio.Event | None = None  # set when _in_flight drops to 0
+        self._router = Router(self, supervisor, config.max_sessions_per_connection)
         self._closing = False
         self._link_dead = False  # heartbeat expired: no closing handshake can succeed
         # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
@@ -121,14 +114,13 @@ class Connection:
         self.deliver(encode_error(ref, error))
 
     def command_done(self) -> None:
-        self._in_flight -= 1
-        if not self._in_flight and self._settled is not None:
-            self._settled.set()
+        self._router.command_done()
 
     def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
-        if self._seats.ended(code, reason) is None or close is None:
+        seats = self._router.seats
+        if seats.ended(code, reason) is None or close is None:
             return
-        if len(self._seats):
+        if len(seats):
             self.deliver(encode_event(SeatEnded(session=code, reason=reason)))
         else:
             self._close(close, f"seat {reason}")
@@ -168,7 +160,7 @@ class Connection:
         finally:
             self._closing = True
             with trio.move_on_after(CLEANUP_TIMEOUT, shield=True):
-                await self._leave_sessions()
+                await self._router.leave_all()
             await self._end_link()
             self._counters.open -= 1
 
@@ -185,12 +177,6 @@ class Connection:
         if scope.cancelled_caught:
             with trio.CancelScope(shield=True):
                 await self._transport.abort()
-
-    async def _leave_sessions(self) -> None:
-        for seat in self._seats.seats():
-            self._seats.ended(seat.session.code, "left")
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await seat.session.send(PeerGone(self, seat.participant_id))
 
     # ---------------------------------------------------------------- reading
 
@@ -304,78 +290,20 @@ class Connection:
     # ---------------------------------------------------------------- routing
 
     async def _answer_error(self, ref: Ref, error: ProtocolError) -> None:
-        await self._settle()
+        await self._router.settle()
         self.reply_error(ref, error)
-
-    async def _settle(self) -> None:
-        """Wait until every command routed so far has been answered."""
-        while self._in_flight:
-            self._settled = trio.Event()
-            await self._settled.wait()
-        self._settled = None
 
     async def _dispatch(self, ref: Ref, request: Request) -> None:
         if isinstance(request, Ping):
-            await self._settle()
+            await self._router.settle()
             self.deliver(_PONG) if ref is None else self.reply(ref, Empty())
         elif isinstance(request, Hello):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "hello was already received")
-        elif isinstance(request, SessionCreate):
-            await self._create(ref, request)
-        elif isinstance(request, SessionJoin):
-            target = self._supervisor.lookup(request.code.upper())
-            if target is None:
-                raise ProtocolError(ErrorCode.NOT_FOUND, f"no live session {request.code!r}")
-            await self._enter(target, ref, request)
-        elif isinstance(request, SessionResume):
-            token = parse_token(request.token)
-            target = self._supervisor.lookup(token.code) if token is not None else None
-            if target is None:
-                raise ProtocolError(ErrorCode.SESSION_CLOSED, "the session of this token has ended")
-            await self._enter(target, ref, request)
+        elif isinstance(request, SessionCreate | SessionJoin | SessionResume):
+            await self._router.enter(ref, request)
         else:
-            await self._route_to_seat(ref, request)
-
-    async def _create(self, ref: Ref, request: SessionCreate) -> None:
-        hosted = None if request.fresh else self._supervisor.hosted(self.user_id)
-        self._seats.check_room_for(hosted or "")  # checked before a session is opened
-        opened = self._supervisor.open_session(self.user_id, fresh=request.fresh, meta=request.meta)
-        if opened.replaced is not None:  # fresh: the old session ends before the new one answers
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await opened.replaced.send(CloseSession("replaced_by_host"))
-            await opened.replaced.finished.wait()
-        await self._enter(opened.handle, ref, request)
-
-    async def _enter(
-        self, target: SessionHandle, ref: Ref, request: SessionCreate | SessionJoin | SessionResume
-    ) -> None:
-        """Route an entry request and hold the seat the actor answers with."""
-        self._seats.check_room_for(target.code)
-        held = self._seats.get(target.code)
-        command = Command(self, ref, request, held.participant_id if held else None)
-        await self._route(target, command)
-        await self._settle()
-        if command.seat is not None and target.closed_reason is None:
-            self._seats.add(Seat(target, command.seat))
-
-    async def _route_to_seat(self, ref: Ref, request: Request) -> None:
-        assert isinstance(request, SessionRequest)
-        seat = self._seats.target(request.session)
-        await self._route(seat.session, Command(self, ref, request, seat.participant_id))
-
-    async def _route(self, session: SessionHandle, command: Command) -> None:
-        if self._in_flight and self._in_flight_to is not session:
-            await self._settle()  # replies from two actors would race: one at a time
-        self._in_flight += 1  # before the send: the actor may answer before send returns
-        self._in_flight_to = session
-        try:
-            await session.send(command)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._in_flight -= 1
-            self._seats.ended(session.code, session.closed_reason or "closed")
-            raise ProtocolError(
-                ErrorCode.SESSION_CLOSED, f"session {session.code} has ended"
-            ) from None
+            assert isinstance(request, SessionRequest)
+            await self._router.to_seat(ref, request)
 
 
 def _rate_limited() -> ProtocolError:
