@@ -68,6 +68,26 @@ _PONG: Final = encode({"type": "pong"})
 class Connection:
     """Serves one client link. Implements :class:`actors.Peer` for the session actors."""
 
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = (
+        "_abuse",
+        "_bucket",
+        "_close_reason",
+        "_closing",
+        "_config",
+        "_counters",
+        "_env",
+        "_last_heard",
+        "_link_dead",
+        "_router",
+        "_scope",
+        "_supervisor",
+        "_transport",
+        "connection_id",
+        "name",
+        "user_id",
+    )
+
     def __init__(
         self,
         transport: Transport,

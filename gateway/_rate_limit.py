@@ -8,6 +8,13 @@ import trio
 class TokenBucket:
     """Allows ``burst`` requests at once, then ``rate`` per second; ``rate=0`` allows all."""
 
+    __slots__ = (
+        "_burst",
+        "_rate",
+        "_stamp",
+        "_tokens",
+    )
+
     def __init__(self, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = float(burst)

@@ -37,6 +37,15 @@ Entry = SessionCreate | SessionJoin | SessionResume
 class Router:
     """Routes one connection's session requests to actors and keeps their replies in order."""
 
+    __slots__ = (
+        "_in_flight",
+        "_in_flight_to",
+        "_peer",
+        "_settled",
+        "_supervisor",
+        "seats",
+    )
+
     def __init__(self, peer: Peer, supervisor: Supervisor, max_seats: int) -> None:
         self._peer = peer
         self._supervisor = supervisor
@@ -69,7 +78,9 @@ class Router:
             target = found
         else:
             token = parse_token(request.token)
-            found = self._supervisor.lookup(token.code) if token is not None else None
+            if token is None:
+                raise ProtocolError(ErrorCode.UNAUTHORIZED, "invalid or expired resume token")
+            found = self._supervisor.lookup(token.code)
             if found is None:
                 raise ProtocolError(ErrorCode.SESSION_CLOSED, "the session of this token has ended")
             target = found

@@ -23,6 +23,12 @@ class Seat:
 class SeatMap:
     """Session code -> the seat this connection holds there; at most ``limit`` of them."""
 
+    __slots__ = (
+        "_ended",
+        "_seats",
+        "limit",
+    )
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._seats: dict[str, Seat] = {}

@@ -18,7 +18,8 @@ import attrs
 import trio
 
 from client import LinkClosed
-from transport import ABNORMAL_CLOSURE, SendBufferFull, TransportClosed
+from protocol import ABNORMAL_CLOSURE
+from transport import SendBufferFull, TransportClosed
 
 LINK_BUFFER: Final = 64  # frames in flight from the client, like a socket buffer
 SEND_BUFFER: Final = 256 * 1024  # bytes toward the client, the server transport's budget

@@ -4,7 +4,6 @@ The table of contents: everything outside this package imports from here, never 
 ``transport._x`` module.
 """
 
-from ._base import ABNORMAL_CLOSURE as ABNORMAL_CLOSURE
 from ._base import SendBufferFull as SendBufferFull
 from ._base import Transport as Transport
 from ._base import TransportClosed as TransportClosed

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Protocol
-
-ABNORMAL_CLOSURE: Final = 1006  # RFC 6455: the link ended without a close frame (never sent)
+from typing import Protocol
 
 
 class TransportError(Exception):

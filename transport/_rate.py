@@ -13,6 +13,13 @@ FRAME_BURST: Final = 2000  # frames a client may send at once above the rate
 class FrameBucket:
     """A token bucket on Trio's clock: ``rate`` frames per second, at most ``burst`` at once."""
 
+    __slots__ = (
+        "_burst",
+        "_last",
+        "_rate",
+        "_tokens",
+    )
+
     def __init__(self, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = float(burst)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -47,6 +46,27 @@ class SendQueue:
     :meth:`release`.
     """
 
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = (
+        "_budget",
+        "_coalescer",
+        "_drained",
+        "_fd",
+        "_flushing",
+        "_marked",
+        "_on_broken",
+        "_queue",
+        "_queued",
+        "_remote",
+        "_stream",
+        "_unsent_pong",
+        "_wake_flusher",
+        "broken",
+        "closed",
+        "overflowed",
+        "start_flusher",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -61,13 +81,15 @@ class SendQueue:
         self._coalescer = coalescer
         self._budget = budget
         self._on_broken = on_broken
-        self._queue: deque[bytes | bytearray] = deque()
+        # A list, not a deque: an empty deque holds a 64-slot block, and most connections'
+        # queues are empty between scheduler passes.
+        self._queue: list[bytes | bytearray] = []
         self._queued = 0  # bytes queued or being flushed
         self._unsent_pong: bytearray | None = None  # still in the queue: a newer pong replaces it
         self._marked = False  # the coalescer will call write_pending
         self._flushing = False  # the flusher is in send_all: only it may write
-        self._wake_flusher = trio.Event()
-        self._drained = trio.Event()
+        self._wake_flusher: trio.Event | None = None  # the flusher waits on it (made then)
+        self._drained: trio.Event | None = None  # wait_drained waits on it (made then)
         # Starts the flusher task the first time the socket pushes back (set by the transport's
         # context manager): most connections never need one, and an idle task costs memory.
         self.start_flusher: Callable[[Callable[[], Awaitable[None]]], None] | None = None
@@ -145,7 +167,7 @@ class SendQueue:
             return
         self._queued -= sent
         if sent < len(data):
-            self._queue.appendleft(data[sent:])
+            self._queue.insert(0, data[sent:])
             self._wake()
         else:
             self._signal_drained()
@@ -154,7 +176,8 @@ class SendQueue:
         if self.start_flusher is not None:
             start, self.start_flusher = self.start_flusher, None
             start(self.flush_loop)
-        self._wake_flusher.set()
+        if self._wake_flusher is not None:
+            self._wake_flusher.set()
 
     async def flush_loop(self) -> None:
         """Drain what the socket refused, in order: the only task that awaits ``send_all``.
@@ -163,8 +186,10 @@ class SendQueue:
         of a frame may be on the wire.
         """
         while not self.broken:
-            await self._wake_flusher.wait()
-            self._wake_flusher = trio.Event()
+            if not self._queue:  # checked and waited for with no yield between: no lost wake-up
+                self._wake_flusher = trio.Event()
+                await self._wake_flusher.wait()
+                self._wake_flusher = None
             while self._queue and not self.broken:
                 data = self._take()
                 self._flushing = True
@@ -183,6 +208,7 @@ class SendQueue:
     async def wait_drained(self) -> None:
         """Wait until everything queued was taken by the kernel, or the link broke."""
         while self._queued and not self.broken:
+            self._drained = trio.Event()
             await self._drained.wait()
         await trio.lowlevel.checkpoint()
 
@@ -207,14 +233,16 @@ class SendQueue:
         return bytes(data)
 
     def _signal_drained(self) -> None:
-        self._drained.set()
-        self._drained = trio.Event()
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
 
     def _break(self) -> None:
         """Nothing more can be written."""
         if self.broken:
             return
         self.broken = True
-        self._drained.set()
-        self._wake_flusher.set()
+        self._signal_drained()
+        if self._wake_flusher is not None:
+            self._wake_flusher.set()
         self._on_broken()

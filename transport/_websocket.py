@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -61,6 +60,23 @@ class WebSocketTransport:
     :class:`SendBufferFull`, so the caller closes the link with 4008.
     """
 
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = (
+        "_bucket",
+        "_close_received",
+        "_handed",
+        "_handed_at",
+        "_messages",
+        "_parser",
+        "_pings",
+        "_pongs",
+        "_queue",
+        "_received",
+        "_stream",
+        "heard_at",
+        "remote",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -80,7 +96,10 @@ class WebSocketTransport:
         self._bucket = FrameBucket(max_frame_rate, frame_burst)
         # read but not yet parsed (starts with the bytes past the request head)
         self._received: bytes | memoryview = received
-        self._messages: deque[str | bytes] = deque()
+        # Messages parsed from the last read, handed out from index _handed_at (a list, not a
+        # deque: an empty deque holds a 64-slot block, and most connections wait empty).
+        self._messages: list[str | bytes] = []
+        self._handed_at = 0
         self._handed = 0  # messages handed out since the last checkpoint
         self._pings = itertools.count()
         self.heard_at = trio.current_time()
@@ -108,7 +127,9 @@ class WebSocketTransport:
     async def _next_message(self, *, strict: bool) -> str | bytes:
         """The next message; ``strict`` raises :class:`SendBufferFull` as soon as a pong went
         over the budget, rather than once a message arrives."""
-        while not self._messages:
+        while self._handed_at == len(self._messages):
+            self._messages.clear()  # frees the list's items array
+            self._handed_at = 0
             if strict and self._queue.overflowed:
                 raise SendBufferFull
             if self._close_received or self._queue.broken:
@@ -123,7 +144,10 @@ class WebSocketTransport:
         self._handed += 1
         if self._handed % YIELD_EVERY == 0:
             await trio.lowlevel.checkpoint()  # a burst of messages must not stall the server
-        return self._messages.popleft()
+        message = self._messages[self._handed_at]
+        self._messages[self._handed_at] = b""  # not held once handed out
+        self._handed_at += 1
+        return message
 
     async def _read(self) -> bytes | memoryview:
         try:
@@ -177,6 +201,7 @@ class WebSocketTransport:
     def _fail(self, error: FrameError) -> None:
         logger.info("closing %s: %s", self.remote, error.reason)
         self._messages.clear()
+        self._handed_at = 0
         self._received = b""
         if not self._queue.closed:
             self._send_close(error.code, error.reason)
@@ -222,6 +247,7 @@ class WebSocketTransport:
             await self._queue.wait_drained()
             while not self._close_received and not self._queue.broken:
                 self._messages.clear()  # discards what the client still sends before its close
+                self._handed_at = 0
                 await self._next_message(strict=False)
         except TransportClosed:
             pass
