@@ -11,7 +11,6 @@ import argparse
 import gc
 import inspect
 import logging
-import math
 import os
 import re
 import signal
@@ -142,7 +141,7 @@ async def _serve_websocket(
         listeners,
         max_frame_size=HARD_FRAME_FACTOR * config.max_message_size,
         send_buffer_size=config.send_buffer_size,
-        max_frame_rate=config.frame_rate or math.inf,
+        max_frame_rate=config.frame_rate,  # 0: off
         frame_burst=config.frame_burst,
         http_routes=routes,
     )

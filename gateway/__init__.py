@@ -9,7 +9,6 @@ from ._counters import Counters as Counters
 from ._counters import Metric as Metric
 from ._counters import render_metrics as render_metrics
 from ._gc_pauses import GcPauses as GcPauses
-from ._rate_limit import TokenBucket as TokenBucket
 from ._seats import Seat as Seat
 from ._seats import SeatMap as SeatMap
 from ._static import CLIENT_PATH as CLIENT_PATH

@@ -44,9 +44,8 @@ from protocol import (
     encode_event,
     encode_reply,
 )
-from transport import SendBufferFull, Transport, TransportClosed
+from transport import SendBufferFull, TokenBucket, Transport, TransportClosed
 
-from ._rate_limit import TokenBucket
 from ._router import Router
 
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ from actors import (
     Supervisor,
 )
 from actors._event_log import EventLog
-from gateway import TokenBucket
 from protocol import (
     CloseCode,
     CreateRoom,
@@ -37,6 +36,7 @@ from protocol import (
     StatePatch,
     StateSet,
 )
+from transport import TokenBucket
 
 
 class FakePeer:

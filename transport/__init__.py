@@ -34,6 +34,7 @@ from ._handshake import accept_key as accept_key
 from ._memory import MemoryListener as MemoryListener
 from ._rate import FRAME_BURST as FRAME_BURST
 from ._rate import MAX_FRAME_RATE as MAX_FRAME_RATE
+from ._rate import TokenBucket as TokenBucket
 from ._send_queue import TransportStatistics as TransportStatistics
 from ._serve import HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT
 from ._serve import serve_websocket as serve_websocket

@@ -1,7 +1,8 @@
-"""A frame-rate limit on Trio's clock, for every frame a client sends whatever its kind."""
+"""A token bucket on Trio's clock: the frame-rate limit here, the message-rate limit in gateway."""
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import trio
@@ -10,8 +11,8 @@ MAX_FRAME_RATE: Final = 1000.0  # frames per second a client may send, of any ki
 FRAME_BURST: Final = 2000  # frames a client may send at once above the rate
 
 
-class FrameBucket:
-    """A token bucket on Trio's clock: ``rate`` frames per second, at most ``burst`` at once."""
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` at once; a rate of 0 (or inf) allows all."""
 
     __slots__ = (
         "_burst",
@@ -26,12 +27,14 @@ class FrameBucket:
         self._tokens = float(burst)
         self._last = trio.current_time()
 
-    def take(self, frames: int) -> bool:
-        """Spend ``frames`` tokens; ``False`` (nothing spent) if there are not that many."""
+    def take(self, tokens: int = 1) -> bool:
+        """Spend ``tokens``; ``False`` (nothing spent) if there are not that many."""
+        if self._rate <= 0 or self._rate == math.inf:
+            return True
         now = trio.current_time()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        if frames > self._tokens:
+        if tokens > self._tokens:
             return False
-        self._tokens -= frames
+        self._tokens -= tokens
         return True

@@ -37,7 +37,7 @@ from ._frames import (
     parse_close,
     server_text_frame,
 )
-from ._rate import FRAME_BURST, MAX_FRAME_RATE, FrameBucket
+from ._rate import FRAME_BURST, MAX_FRAME_RATE, TokenBucket
 from ._send_queue import SendQueue, TransportStatistics
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class WebSocketTransport:
         self._stream = stream
         # receiving
         self._parser = FrameParser(masked=True, max_size=max_message_size)
-        self._bucket = FrameBucket(max_frame_rate, frame_burst)
+        self._bucket = TokenBucket(max_frame_rate, frame_burst)
         # read but not yet parsed (starts with the bytes past the request head)
         self._received: bytes | memoryview = received
         # Messages parsed from the last read, handed out from index _handed_at (a list, not a
