@@ -76,6 +76,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
+def _cell(value: Any) -> Any:
+    return "-" if value is None else value
+
+
 def _median(values: list[Any]) -> Any:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -97,8 +101,8 @@ def markdown(summary: dict[str, Any], memory: dict[str, Any], storm_result: Any)
                     f"| {shape} | {name} | {c['delivered_per_s_median']:,} | {lo:,}-{hi:,} "
                     f"| {c['p50_ms_at_half']} / {c['p99_ms_at_half']} "
                     f"| {c['server_cpu_at_best']} | {c.get('trio_sessions_ratio', '-')} "
-                    f"| {c['generator_limited_runs']} | {c['gc_over_20ms_at_half'] or '-'} "
-                    f"| {c['gc_longest_at_half_s'] or '-'} |"
+                    f"| {c['generator_limited_runs']} | {_cell(c['gc_over_20ms_at_half'])} "
+                    f"| {_cell(c['gc_longest_at_half_s'])} |"
                 )
     if memory:
         lines += [
