@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
-import psutil
+import psutil  # type: ignore[import-untyped, unused-ignore]
 
 from load import Dialect, TrioSessions
 
@@ -30,28 +32,43 @@ class Target:
     command: Callable[[int], list[str]]
     dialect: Callable[[], Dialect]
     path: str = "/"
+    # run with ``--store sqlite:<a fresh file>``: ``running()`` appends the option with a new
+    # file in a temporary directory, and deletes the directory (file, -wal, -shm) afterwards
+    sqlite_store: bool = False
+
+
+def trio_sessions(port: int, *extra: str) -> list[str]:
+    """The trio-sessions command line of every benchmark, without ``--store``."""
+    return [
+        "server.py",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--rate-limit",
+        "0",
+        "--max-participants",
+        "2000",
+        "--frame-rate",
+        "0",
+        *extra,
+    ]
 
 
 TARGETS = {
     "trio-sessions": Target(
         "trio-sessions",
-        lambda port: [
-            "server.py",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--rate-limit",
-            "0",
-            "--max-participants",
-            "2000",
-            "--frame-rate",
-            "0",
-            "--store",
-            "memory",
-        ],
+        lambda port: trio_sessions(port, "--store", "memory"),
         TrioSessions,
         "/ws",
+    ),
+    # the same server keeping its sessions in SQLite (default durability: write-behind)
+    "trio-sessions (sqlite)": Target(
+        "trio-sessions (sqlite)",
+        trio_sessions,
+        TrioSessions,
+        "/ws",
+        sqlite_store=True,
     ),
     "trio-websocket relay": Target(
         "trio-websocket relay",
@@ -81,7 +98,7 @@ TARGETS = {
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 @attrs.define
@@ -89,13 +106,14 @@ class Running:
     target: Target
     url: str
     process: psutil.Process
+    store_path: Path | None = None  # the SQLite file of a ``sqlite_store`` target
 
     def cpu_seconds(self) -> float:
         times = self.process.cpu_times()
-        return times.user + times.system
+        return float(times.user + times.system)
 
     def rss(self) -> int:
-        return self.process.memory_info().rss
+        return int(self.process.memory_info().rss)
 
     def wait_idle(self, below: float = 0.05, longest: float = 15.0) -> None:
         """Let a backlog from an overloaded step drain before the next measurement."""
@@ -105,27 +123,46 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(target: Target) -> Iterator[Running]:
-    """Start ``target`` pinned to SERVER_CORE; stop it afterwards."""
+def running(target: Target, store_dir: str | Path | None = None) -> Iterator[Running]:
+    """Start ``target`` pinned to SERVER_CORE; stop it afterwards.
+
+    A ``sqlite_store`` target gets a fresh store file in a new directory under ``store_dir``
+    (default: the system's temporary directory), removed once the server has exited.
+    """
     port = free_port()
     command = ["taskset", "-c", str(SERVER_CORE), sys.executable, *target.command(port)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    scratch = store_path = None
+    if target.sqlite_store:
+        scratch = Path(tempfile.mkdtemp(prefix="trio-sessions-bench-", dir=store_dir)).resolve()
+        store_path = scratch / "sessions.db"
+        command += ["--store", f"sqlite:{store_path}"]
     try:
-        end = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > end or process.poll() is not None:
-                raise RuntimeError(f"{target.name} did not start")
-            time.sleep(0.1)
-        yield Running(target, f"ws://127.0.0.1:{port}{target.path}", psutil.Process(process.pid))
-    finally:
-        process.terminate()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            end = time.monotonic() + 20
+            while True:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                ):
+                    break
+                if process.poll() is not None:
+                    raise RuntimeError(f"{target.name} exited with {process.returncode}")
+                if time.monotonic() > end:
+                    raise RuntimeError(f"{target.name} did not listen within 20 s")
+                time.sleep(0.1)
+            url = f"ws://127.0.0.1:{port}{target.path}"
+            yield Running(target, url, psutil.Process(process.pid), store_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def pin_load() -> None:
