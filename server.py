@@ -90,7 +90,7 @@ async def serve(
             tail_limit=config.event_log_size,
             wall=env.wall,
         ) as store:
-            loaded = await store.load()
+            loaded = await store.load(tails=False)  # a tail is read when first needed
             async with trio.open_nursery() as nursery:
                 supervisor: Supervisor = await nursery.start(Supervisor(config, env, store).run)
                 supervisor.restore(loaded)

@@ -111,8 +111,12 @@ class SessionStore(Protocol):
     durable: bool  # every change is committed with the strongest sync the store has
     persistent: bool  # keeps anything at all (False: actors skip building records)
 
-    async def load(self) -> Loaded:
-        """Every stored session (start-up)."""
+    async def load(self, *, tails: bool = True) -> Loaded:
+        """Every stored session (start-up); without their event tails when ``tails`` is false."""
+        ...
+
+    async def tail(self, code: str) -> list[tuple[int, str]]:
+        """One session's stored event tail, oldest first."""
         ...
 
     def save(self, change: SessionChange) -> None:
@@ -135,8 +139,11 @@ class NoStore:
     durable = False
     persistent = False
 
-    async def load(self) -> Loaded:
+    async def load(self, *, tails: bool = True) -> Loaded:
         return Loaded(sessions=[], clean=True)
+
+    async def tail(self, code: str) -> list[tuple[int, str]]:
+        return []
 
     def save(self, change: SessionChange) -> None:
         pass

@@ -58,7 +58,8 @@ def record_of(actor: SessionActor) -> SessionRecord:
 def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> None:
     """Make a new ``actor`` the session brought back from the store at start-up: everyone
     away, graces starting now. Unless ``continuous`` (a clean shutdown, and a stored tail that
-    reaches the record), the epoch changes, so clients fall back to a snapshot, not a replay."""
+    reaches the record), the epoch changes, so clients fall back to a snapshot, not a replay.
+    A session loaded without its tail reads it when it first has something to do."""
     record = stored.record
     st = actor.state
     st.epoch = record.epoch if continuous else actor.env.token_hex(8)
@@ -84,9 +85,11 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
     st.version = record.version
     st.seq = record.seq
     st.participants_can_write_state = record.participants_can_write_state
-    if continuous:
+    if continuous and stored.events:
         for seq, frame in stored.events:
             actor.log.append(seq, frame)
+    elif continuous:  # loaded without its tail: read it before the first message is handled
+        actor.tail_pending = True
     actor.created_wall = record.created_wall
     actor.peak_participants = record.peak_participants
     actor.seats.restore_away()

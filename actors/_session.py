@@ -83,6 +83,7 @@ class SessionActor:
         self._held: _Held | None = None  # outputs held back until a strict change is committed
         self.created_wall = env.wall()
         self.peak_participants = 0
+        self.tail_pending = False  # restored without its event tail: read it before acting
         self.state = SessionState(
             code=handle.code,
             epoch=env.token_hex(8),
@@ -110,6 +111,8 @@ class SessionActor:
                     message: Message | None = None
                     with trio.move_on_at(min(self._next_deadline(), self._save_at)):
                         message = await inbox.receive()
+                    if self.tail_pending:
+                        await self._load_tail()
                     if message is None:
                         self._expire_timers()
                     elif type(message) is Command and self._strict(message):
@@ -160,6 +163,20 @@ class SessionActor:
             self.idle_since = now  # a grace ended: an empty session's idle time starts now
         elif not self.closed and self._next_deadline() <= now:  # the idle deadline, then
             self.close("idle_timeout")
+
+    async def _load_tail(self) -> None:
+        """The stored events of a restored session, so resumes replay them; a tail that does
+        not reach the restored ``seq`` means lost continuity: a new epoch (clients get a
+        snapshot). Runs before anything is handled, so nothing was published meanwhile."""
+        self.tail_pending = False
+        st = self.state
+        tail = await self.store.tail(st.code)
+        if tail and tail[-1][0] == st.seq:
+            for seq, frame in tail:
+                self.log.append(seq, frame)
+        elif st.seq:
+            st.epoch = self.env.token_hex(8)
+            self.mark_changed()
 
     def _strict(self, cmd: Command) -> bool:
         if not self._persist:
