@@ -220,7 +220,6 @@ async def _run(config: Config) -> None:
             server: Server = await nursery.start(serve_then_stop)
             # What exists now lives as long as the server: keep the collector off it for good.
             gc.freeze()
-            gc.set_threshold(GC_THRESHOLD)
             stopping = False
             async for signum in signals:
                 if stopping:
@@ -239,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Long-lived servers allocate few cyclic structures, and start-up builds many objects (the
+    # restored sessions): collect the youngest generation rarely from the start.
+    gc.set_threshold(GC_THRESHOLD)
     try:
         trio.run(_run, config)
     except* StoreError as group:

@@ -92,5 +92,4 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
         actor.tail_pending = True
     actor.created_wall = record.created_wall
     actor.peak_participants = record.peak_participants
-    actor.seats.restore_away()
-    actor.mark_changed()  # the store learns the new presence (and epoch)
+    actor.seats.restore_away()  # not saved until something happens: a restart stays cheap

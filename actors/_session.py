@@ -121,7 +121,7 @@ class SessionActor:
                         self._handle(message)
             finally:
                 self._drain(inbox)
-                if not self.closed:  # shutdown: the store gets the session as it is
+                if not self.closed and self._save_at != math.inf:  # shutdown: unsaved changes
                     self.save()
 
     def fail(self) -> None:
