@@ -41,6 +41,10 @@ ENV_PREFIX = "TRIO_SESSIONS_"
 HARD_FRAME_FACTOR = 2  # messages over this many times max_message_size are refused unread (1009)
 # Long-lived servers allocate few cyclic structures: collect the youngest generation rarely.
 GC_THRESHOLD = 50_000
+# Nothing the server does leaves cyclic garbage (tests/test_gc.py checks it), so objects can be
+# frozen out of the collector's reach as they age: a full collection then walks only what was
+# made since the last freeze, and a frozen object is still freed when its last reference goes.
+GC_REFREEZE_INTERVAL = 30.0  # seconds
 CLI_DEFAULTS = {"store": "sqlite:trio-sessions.db"}  # where the command line differs from Config
 
 
@@ -218,8 +222,10 @@ async def _run(config: Config) -> None:
                 nursery.cancel_scope.cancel()  # served and drained: stop watching signals
 
             server: Server = await nursery.start(serve_then_stop)
-            # What exists now lives as long as the server: keep the collector off it for good.
+            # What exists now lives as long as the server: keep the collector off it for good,
+            # and off whatever lives longer than GC_REFREEZE_INTERVAL from then on.
             gc.freeze()
+            nursery.start_soon(_refreeze)
             stopping = False
             async for signum in signals:
                 if stopping:
@@ -228,6 +234,12 @@ async def _run(config: Config) -> None:
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 stopping = True
                 server.shutdown()
+
+
+async def _refreeze() -> None:
+    while True:
+        await trio.sleep(GC_REFREEZE_INTERVAL)
+        gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

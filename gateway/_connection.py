@@ -69,6 +69,7 @@ class Connection:
 
     # Thousands of these live at once: no per-instance __dict__.
     __slots__ = (
+        "__weakref__",
         "_abuse",
         "_bucket",
         "_close_reason",

@@ -10,6 +10,7 @@ while requests go to one session and are valid.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import TYPE_CHECKING
 
 import trio
@@ -47,7 +48,9 @@ class Router:
     )
 
     def __init__(self, peer: Peer, supervisor: Supervisor, max_seats: int) -> None:
-        self._peer = peer
+        # Weak: the connection holds its router, and a strong reference back would make them a
+        # cycle that only the cycle collector frees once the connection ends.
+        self._peer = weakref.proxy(peer)
         self._supervisor = supervisor
         self.seats = SeatMap(max_seats)
         self._in_flight = 0  # commands routed to an actor and not yet answered

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Final
 
 import trio
@@ -105,7 +106,11 @@ class WebSocketTransport:
         self.heard_at = trio.current_time()
         self._pongs: dict[bytes, trio.Event] = {}
         self._close_received = False
-        self._queue = SendQueue(stream, coalescer, send_buffer_size, self._wake_all, remote)
+        # The queue's callback holds the waiters, not the transport: a bound method would make
+        # transport <-> queue a reference cycle, left for the cycle collector at the end.
+        self._queue = SendQueue(
+            stream, coalescer, send_buffer_size, partial(_release, self._pongs), remote
+        )
 
     def statistics(self) -> TransportStatistics:
         """How much is queued, against what budget."""
@@ -268,9 +273,14 @@ class WebSocketTransport:
 
     def _wake_all(self) -> None:
         """Release every ``ping`` waiting: the link is closing or gone."""
-        for waiter in self._pongs.values():
-            waiter.set()
-        self._pongs.clear()
+        _release(self._pongs)
+
+
+def _release(pongs: dict[bytes, trio.Event]) -> None:
+    """Wake every task waiting for a pong."""
+    for waiter in pongs.values():
+        waiter.set()
+    pongs.clear()
 
 
 @contextlib.asynccontextmanager
