@@ -54,9 +54,12 @@ START_TIMEOUT_S = 15  # a server not listening by then is killed and the test fa
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')"
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on PATH (tests/install-browser installs Debian's)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium on PATH (tests/install-browser installs Debian's)"
+    ),
+    pytest.mark.slow,
+]
 expect = playwright_api.expect
 
 

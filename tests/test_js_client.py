@@ -20,9 +20,12 @@ JS = ROOT / "clients" / "js"
 NODE = shutil.which("node")
 TSC = JS / "node_modules" / "typescript" / "bin" / "tsc"
 
-pytestmark = pytest.mark.skipif(
-    NODE is None, reason="node is not installed (Debian's nodejs package, Node 20+)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        NODE is None, reason="node is not installed (Debian's nodejs package, Node 20+)"
+    ),
+    pytest.mark.slow,
+]
 
 
 def _node_flags() -> list[str]:

@@ -20,10 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from .conftest import ROOT
 from .test_persistence import connect, start_server, stop
+
+pytestmark = pytest.mark.slow
 
 ATTACK = 8.0  # seconds of attacks
 AT_REST = 2.0  # seconds of innocent traffic alone, for its at-rest latency
