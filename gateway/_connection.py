@@ -69,7 +69,6 @@ class Connection:
 
     # Thousands of these live at once: no per-instance __dict__.
     __slots__ = (
-        "__weakref__",
         "_abuse",
         "_bucket",
         "_close_reason",
@@ -104,7 +103,7 @@ class Connection:
         self._config = config
         self._counters = counters
         self._env = env
-        self._router = Router(self, supervisor, config.max_sessions_per_connection)
+        self._router = Router(supervisor, config.max_sessions_per_connection)
         self._closing = False
         self._link_dead = False  # heartbeat expired: no closing handshake can succeed
         # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
@@ -180,7 +179,7 @@ class Connection:
         finally:
             self._closing = True
             with trio.move_on_after(CLEANUP_TIMEOUT, shield=True):
-                await self._router.leave_all()
+                await self._router.leave_all(self)
             await self._end_link()
             self._counters.open -= 1
 
@@ -320,10 +319,10 @@ class Connection:
         elif isinstance(request, Hello):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "hello was already received")
         elif isinstance(request, SessionCreate | SessionJoin | SessionResume):
-            await self._router.enter(ref, request)
+            await self._router.enter(self, ref, request)
         else:
             assert isinstance(request, SessionRequest)
-            await self._router.to_seat(ref, request)
+            await self._router.to_seat(self, ref, request)
 
 
 def _rate_limited() -> ProtocolError:

@@ -10,7 +10,6 @@ while requests go to one session and are valid.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import TYPE_CHECKING
 
 import trio
@@ -41,16 +40,14 @@ class Router:
     __slots__ = (
         "_in_flight",
         "_in_flight_to",
-        "_peer",
         "_settled",
         "_supervisor",
         "seats",
     )
 
-    def __init__(self, peer: Peer, supervisor: Supervisor, max_seats: int) -> None:
-        # Weak: the connection holds its router, and a strong reference back would make them a
-        # cycle that only the cycle collector frees once the connection ends.
-        self._peer = weakref.proxy(peer)
+    def __init__(self, supervisor: Supervisor, max_seats: int) -> None:
+        # The connection (the peer) is passed to each call rather than held: the connection
+        # holds its router, and a reference back would make them a cycle.
         self._supervisor = supervisor
         self.seats = SeatMap(max_seats)
         self._in_flight = 0  # commands routed to an actor and not yet answered
@@ -70,10 +67,10 @@ class Router:
             await self._settled.wait()
         self._settled = None
 
-    async def enter(self, ref: Ref, request: Entry) -> None:
+    async def enter(self, peer: Peer, ref: Ref, request: Entry) -> None:
         """Create, join or resume, and hold the seat the actor answers with."""
         if isinstance(request, SessionCreate):
-            target = await self._open(request)
+            target = await self._open(peer.user_id, request)
         elif isinstance(request, SessionJoin):
             found = self._supervisor.lookup(request.code.upper())
             if found is None:
@@ -89,14 +86,13 @@ class Router:
             target = found
         self.seats.check_room_for(target.code)
         held = self.seats.get(target.code)
-        command = Command(self._peer, ref, request, held.participant_id if held else None)
+        command = Command(peer, ref, request, held.participant_id if held else None)
         await self._route(target, command)
         await self.settle()
         if command.seat is not None and target.closed_reason is None:
             self.seats.add(Seat(target, command.seat))
 
-    async def _open(self, request: SessionCreate) -> SessionHandle:
-        user_id = self._peer.user_id
+    async def _open(self, user_id: str, request: SessionCreate) -> SessionHandle:
         hosted = None if request.fresh else self._supervisor.hosted(user_id)
         self.seats.check_room_for(hosted or "")  # checked before a session is opened
         opened = self._supervisor.open_session(user_id, fresh=request.fresh, meta=request.meta)
@@ -106,10 +102,10 @@ class Router:
             await opened.replaced.finished.wait()
         return opened.handle
 
-    async def to_seat(self, ref: Ref, request: SessionRequest) -> None:
+    async def to_seat(self, peer: Peer, ref: Ref, request: SessionRequest) -> None:
         """Route a session-scoped request to the seat it names (or the only one held)."""
         seat = self.seats.target(request.session)
-        await self._route(seat.session, Command(self._peer, ref, request, seat.participant_id))
+        await self._route(seat.session, Command(peer, ref, request, seat.participant_id))
 
     async def _route(self, session: SessionHandle, command: Command) -> None:
         if self._in_flight and self._in_flight_to is not session:
@@ -125,9 +121,9 @@ class Router:
                 ErrorCode.SESSION_CLOSED, f"session {session.code} has ended"
             ) from None
 
-    async def leave_all(self) -> None:
+    async def leave_all(self, peer: Peer) -> None:
         """The connection ended: every session it holds a seat in starts that seat's grace."""
         for seat in self.seats.seats():
             self.seats.ended(seat.session.code, "left")
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await seat.session.send(PeerGone(self._peer, seat.participant_id))
+                await seat.session.send(PeerGone(peer, seat.participant_id))
