@@ -27,7 +27,9 @@ class ConnectionLost(Exception):
 
 
 class LinkClosed(Exception):
-    """A link ended; ``code`` is the WebSocket close code (1006 when there was no close frame)."""
+    """A link ended; ``code`` is the WebSocket close code (``protocol.ABNORMAL_CLOSURE``, 1006,
+    when there was no close frame). Raised by every link: the client's, the simulated network's
+    and the load tool's."""
 
     def __init__(self, code: int, reason: str = "") -> None:
         super().__init__(f"link closed with {code} {reason}".strip())

@@ -121,7 +121,8 @@ class Connection:
         self._counters.frames_sent += 1
         if self._transport.send_nowait(frame):
             return True
-        self._slow_consumer()
+        if not self._transport.gone:  # refused while the link is up: too slow
+            self._slow_consumer()
         return False
 
     def reply(self, ref: Ref, data: Reply) -> None:

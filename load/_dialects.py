@@ -13,6 +13,8 @@ import attrs
 import orjson
 import trio
 
+from protocol import Reply, ResumeReply, SeatReply, decode_reply
+
 from ._link import Link
 
 
@@ -83,7 +85,7 @@ class TrioSessions:
     def __init__(self) -> None:
         self._refs = 0
 
-    async def _request(self, link: Link, kind: str, **fields: Any) -> dict[str, Any]:
+    async def _request(self, link: Link, kind: str, **fields: Any) -> Reply:
         self._refs += 1
         ref = self._refs
         await link.send(orjson.dumps({"type": kind, "ref": ref, **fields}).decode())
@@ -95,32 +97,34 @@ class TrioSessions:
                     link.unread(frames[i + 1 :])  # events after the reply are the client's
                     if not message["ok"]:
                         raise RequestFailed(message["error"]["code"])
-                    return message["data"]
+                    return decode_reply(kind, message["data"])
 
     async def join(self, link: Link, group: Group, member: int, seat: Seat) -> None:
         await self._request(link, "hello", name=f"load-{group.index}-{member}")
         if member == 0:
             reply = await self._request(link, "session:create")
-            group.code = reply["code"]
+            assert isinstance(reply, SeatReply)
+            group.code = reply.code
             for room in range(group.rooms):
                 await self._request(link, "session:createRoom", room=f"r{room}")
             group.ready.set()
         else:
             await group.ready.wait()
             reply = await self._request(link, "session:join", code=group.code)
-        seat.token, seat.epoch, seat.last_seq = reply["resume_token"], reply["epoch"], reply["seq"]
-        seat.participant_id = reply["participant_id"]
+            assert isinstance(reply, SeatReply)
+        seat.token, seat.epoch, seat.last_seq = reply.resume_token, reply.epoch, reply.seq
+        seat.participant_id = reply.participant_id
 
     async def resume(self, link: Link, seat: Seat) -> bool:
         await self._request(link, "hello", name="load-resume")
         reply = await self._request(
             link, "session:resume", token=seat.token, last_seq=seat.last_seq, epoch=seat.epoch
         )
-        recovered = bool(reply["recovered"])
-        seat.resumed_seq = reply["seq"]
-        if not recovered:
-            seat.last_seq = reply["seq"]
-        return recovered
+        assert isinstance(reply, ResumeReply)
+        seat.resumed_seq = reply.seq
+        if not reply.recovered:
+            seat.last_seq = reply.seq
+        return reply.recovered
 
     def message(self, group: int, room: int, data: str) -> str:
         return orjson.dumps({"type": "room:message", "room": f"r{room}", "data": data}).decode()

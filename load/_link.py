@@ -16,6 +16,8 @@ from typing import Final
 
 import trio
 
+from client import LinkClosed
+from protocol import ABNORMAL_CLOSURE
 from transport import (
     CLOSE,
     PING,
@@ -33,15 +35,6 @@ RECEIVE_SIZE: Final = 256 * 1024
 # to protect, and a zero key spares it a random key and an XOR per frame. Servers cannot tell.
 MASK_KEY: Final = bytes(4)
 MAX_MESSAGE: Final = 16 * 1024 * 1024
-
-
-class LinkClosed(Exception):
-    """The server closed the link (``code``) or it broke (1006)."""
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"{code} {reason}".strip())
-        self.code = code
-        self.reason = reason
 
 
 def split_url(url: str) -> tuple[str, int, str]:
@@ -80,15 +73,15 @@ class Link:
             while b"\r\n\r\n" not in head:
                 chunk = await stream.receive_some(4096)
                 if not chunk or len(head) > 16384:
-                    raise LinkClosed(1006, "no handshake response")
+                    raise LinkClosed(ABNORMAL_CLOSURE, "no handshake response")
                 head += chunk
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await trio.aclose_forcefully(stream)
-            raise LinkClosed(1006, "reset during the handshake") from None
+            raise LinkClosed(ABNORMAL_CLOSURE, "reset during the handshake") from None
         head, _, rest = head.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             await trio.aclose_forcefully(stream)
-            raise LinkClosed(1006, head.split(b"\r\n", 1)[0].decode("latin-1"))
+            raise LinkClosed(ABNORMAL_CLOSURE, head.split(b"\r\n", 1)[0].decode("latin-1"))
         return cls(stream, rest)
 
     async def send(self, text: str) -> None:
@@ -111,7 +104,7 @@ class Link:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
                 if not data:
-                    raise LinkClosed(1006, "connection lost")
+                    raise LinkClosed(ABNORMAL_CLOSURE, "connection lost")
             try:
                 frames = self._parser.feed(data)
             except FrameError as error:
@@ -134,7 +127,7 @@ class Link:
             async with self._write_lock:
                 await self._stream.send_all(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise LinkClosed(1006, "reset") from None
+            raise LinkClosed(ABNORMAL_CLOSURE, "reset") from None
 
     async def close(self) -> None:
         """Send a close frame and drop the connection without waiting for the answer."""

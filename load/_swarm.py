@@ -17,8 +17,10 @@ from typing import Final
 import attrs
 import trio
 
+from client import LinkClosed
+
 from ._dialects import Dialect, Group, RequestFailed, Seat
-from ._link import Link, LinkClosed
+from ._link import Link
 from ._stats import Stats
 
 CONNECT_TIMEOUT: Final = 30.0  # seconds for one client's connect and join

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from client import Client, ConnectionEvent, ConnectionLost, ConnectionState, RequestError
+from client import ClientEvent, ConnectionEvent, ConnectionLost, ConnectionState, RequestError
 from protocol import Event, SessionClosed, StateUpdated
 
 from ._simulation import Simulation
@@ -54,6 +54,30 @@ class Observer:
     lost: bool = False  # the client gave up
     left: bool = False  # a host that left for good mid-way
     frames: int = 0
+    done: trio.Event = attrs.Factory(trio.Event)  # its session closed, or it gave up
+
+    def see(self, event: ClientEvent) -> None:
+        """Record one event (the client's ``on_event``: called in its reader task)."""
+        if self.done.is_set():
+            return
+        if isinstance(event, ConnectionEvent):
+            if event.state is ConnectionState.RESUMED:
+                if event.recovered:
+                    self.accounted.add(event.seq or 0)
+                else:
+                    self.continuity_lost = True
+            elif event.state is ConnectionState.LOST:
+                self.lost = True
+                self.done.set()
+        elif isinstance(event, Event):
+            self.seqs.append(event.seq)
+            if isinstance(event, StateUpdated):
+                self.versions.append(event.version)
+            elif isinstance(event, SessionClosed):
+                self.closed_seq = event.seq
+                self.closed_at = trio.current_time()
+                self.closed_reason = event.reason
+                self.done.set()
 
 
 @attrs.define
@@ -71,35 +95,10 @@ class ClassroomRun:
         return sum(o.frames for o in self.observers)
 
 
-async def _observe(client: Client, observer: Observer, scope: trio.CancelScope) -> None:
-    """Record the client's events until its session closes or it gives up; then cancel
-    ``scope`` (the client's activity)."""
-    try:
-        await _record(client, observer)
-    finally:
-        scope.cancel()
-
-
-async def _record(client: Client, observer: Observer) -> None:
-    async for event in client.events:
-        if isinstance(event, ConnectionEvent):
-            if event.state is ConnectionState.RESUMED:
-                if event.recovered:
-                    observer.accounted.add(event.seq or 0)
-                else:
-                    observer.continuity_lost = True
-            elif event.state is ConnectionState.LOST:
-                observer.lost = True
-                return
-        elif isinstance(event, Event):
-            observer.seqs.append(event.seq)
-            if isinstance(event, StateUpdated):
-                observer.versions.append(event.version)
-            elif isinstance(event, SessionClosed):
-                observer.closed_seq = event.seq
-                observer.closed_at = trio.current_time()
-                observer.closed_reason = event.reason
-                return
+async def _until_done(observer: Observer, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` (the client's activity) once its session closed or it gave up."""
+    await observer.done.wait()
+    scope.cancel()
 
 
 async def _participant(
@@ -109,10 +108,10 @@ async def _participant(
     observer = Observer(client_id, session=code)
     run.observers.append(observer)
     drop_at = rng.uniform(0, plan.duration) if rng.random() < plan.drop_fraction else None
-    async with sim.client(client_id, name=client_id) as client:
-        observer.joined_seq = (await client.join(code))["seq"]
+    async with sim.client(client_id, name=client_id, on_event=observer.see) as client:
+        observer.joined_seq = (await client.join(code)).seq
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_observe, client, observer, nursery.cancel_scope)
+            nursery.start_soon(_until_done, observer, nursery.cancel_scope)
             while True:
                 wake = trio.current_time() + rng.expovariate(1.0 / plan.message_interval)
                 if drop_at is not None and drop_at < wake:
@@ -144,13 +143,14 @@ async def _host(
     run.observers.append(observer)
     reload_at = rng.uniform(0, plan.duration) if rng.random() < plan.reload_fraction else None
     leave_at = rng.uniform(0.3, 0.6) * plan.duration if vanish else None
-    async with sim.client(client_id, name=client_id, token=f"host-{plan.seed}-{index}") as client:
+    token = f"host-{plan.seed}-{index}"
+    async with sim.client(client_id, name=client_id, token=token, on_event=observer.see) as client:
         created = await client.create_session(state={"tick": 0})
-        observer.session, observer.joined_seq = created["code"], created["seq"]
+        observer.session, observer.joined_seq = created.code, created.seq
         await client.create_room("chat", kind="chat")
-        task_status.started(created["code"])
+        task_status.started(created.code)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_observe, client, observer, nursery.cancel_scope)
+            nursery.start_soon(_until_done, observer, nursery.cancel_scope)
             tick = 0
             while (now := trio.current_time()) < plan.duration:
                 wake = min(now + plan.patch_interval, plan.duration)

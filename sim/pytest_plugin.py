@@ -5,7 +5,7 @@ from the test's own arguments)::
 
     async def test_classroom(simulation, autojump_clock):
         async with simulation.client("host") as host:
-            code = (await host.create_session())["code"]
+            code = (await host.create_session()).code
 """
 
 from __future__ import annotations

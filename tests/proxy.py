@@ -1,4 +1,5 @@
-"""A TCP relay for loopback tests: links that go silent, or die, on command."""
+"""A TCP relay for loopback tests: links that go silent, or die, on command; and new
+connections that are accepted and then closed, or accepted and never answered."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ class BlackholeProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.forward = {"to_server": True, "to_client": True}
+        # What happens to each new connection: "relay" it to the server, "close" it at once
+        # after accepting (a proxy with no backend), or keep it "silent" (a blackhole).
+        self.new_links = "relay"
+        self.accepted = 0  # connections accepted so far
+        self._accepting = trio.Event()  # set (and replaced) on each accepted connection
         self._relays: set[trio.CancelScope] = set()
 
     def reset(self) -> None:
@@ -26,7 +32,21 @@ class BlackholeProxy:
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self._relay, listeners)
 
+    async def wait_accepted(self, count: int) -> None:
+        """Wait until ``count`` connections have been accepted in all."""
+        while self.accepted < count:
+            await self._accepting.wait()
+
     async def _relay(self, client: trio.SocketStream) -> None:
+        self.accepted += 1
+        self._accepting.set()
+        self._accepting = trio.Event()
+        if self.new_links == "close":
+            await client.aclose()
+            return
+        if self.new_links == "silent":
+            async with client:
+                await trio.sleep_forever()
         server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
         with trio.CancelScope() as scope:
             self._relays.add(scope)

@@ -15,7 +15,7 @@ async def student(sim, code, name):
 
 async def classroom(sim, n, answers):
     async with sim.client(f"teacher{n}") as teacher:
-        code = (await teacher.create_session())["code"]
+        code = (await teacher.create_session()).code
         await teacher.create_room("poll", kind="poll")
         async with trio.open_nursery() as nursery:
             for i in range(19):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -88,7 +89,7 @@ async def test_a_graceful_restart_loses_nothing(nursery, tmp_path) -> None:
 
     process, url = start_server("--store", store)
     try:
-        back_host, reply = await resume(nursery, url, host, token="host-1")
+        _host, reply = await resume(nursery, url, host, token="host-1")
         assert reply["recovered"] is True and reply["state"] == {"round": 2, "answers": 3}
         assert reply["version"] == 1 and reply["role"] == "host"
         for i, student in enumerate(students):
@@ -230,7 +231,7 @@ async def test_a_host_away_longer_than_its_grace_finds_the_session_closed(tmp_pa
         server = await run_server(nursery, config, wall)
         url = f"ws://127.0.0.1:{server.port}/ws"
         assert sorted(server.supervisor.codes()) == sorted([host.seat["code"], other.seat["code"]])
-        back, reply = await resume(nursery, url, host, token="h")
+        _back, reply = await resume(nursery, url, host, token="h")
         assert reply["recovered"] is True and reply["status"] == "active"
         server.shutdown()
     wall.now += 601  # both hosts' graces (from the last stop) ran out while the server was down
@@ -248,3 +249,58 @@ async def test_a_host_away_longer_than_its_grace_finds_the_session_closed(tmp_pa
             history = await server.store.closed_session(seat["code"])  # type: ignore[attr-defined]
             assert history is not None and history.reason == "expired_while_down"
         server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_python_client_rides_through_a_restart(nursery, tmp_path) -> None:
+    """The project's client: SIGTERM (1012), a new process on the same port and store, and both
+    clients resume by themselves with replay; state, version and every event are intact."""
+    from client import Backoff, ConnectionEvent, ConnectionState, connect
+    from protocol import RoomMessageEvent, StateUpdated
+
+    port = free_port()
+    flags = ("--port", str(port), "--store", f"sqlite:{tmp_path / 's.db'}")
+    process, url = start_server(*flags)
+    backoff = Backoff(base=0.1, cap=0.5)
+    try:
+        async with (
+            connect(url, token="host-1", name="host", backoff=backoff) as host,
+            connect(url, token="ann-1", name="ann", backoff=backoff) as ann,
+        ):
+            code = (await host.create_session(state={"round": 1})).code
+            await host.create_room("chat")
+            await ann.join(code)
+            sent = [await ann.send("chat", f"before {i}") for i in range(3)]
+            await host.patch_state({"round": 2})
+            process.send_signal(signal.SIGTERM)
+            status = await trio.to_thread.run_sync(partial(process.wait, timeout=20))
+            assert status == 0
+            process, _ = start_server(*flags)
+            seen: list[object] = []
+            with trio.fail_after(30):
+                async for event in host.events:
+                    seen.append(event)
+                    if (
+                        isinstance(event, ConnectionEvent)
+                        and event.state is ConnectionState.RESUMED
+                    ):
+                        break
+            resumed = seen[-1]
+            assert isinstance(resumed, ConnectionEvent) and resumed.recovered is True
+            heard = [e for e in seen if isinstance(e, RoomMessageEvent)]
+            assert [e.seq for e in heard] == sent  # each of ann's messages once, in order
+            version = await host.patch_state({"round": 3})
+            assert version == 2  # the first patch made version 1, before the restart
+            with trio.fail_after(30):
+                async for event in ann.events:
+                    if isinstance(event, StateUpdated) and event.version == 2:
+                        break
+            assert ann.last_seq == host.last_seq
+        await stop(process)
+    finally:
+        process.kill()

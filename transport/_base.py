@@ -36,6 +36,12 @@ class Transport(Protocol):
     remote: str
     heard_at: float  # Trio time of the last frame of any kind received (pongs included)
 
+    @property
+    def gone(self) -> bool:
+        """Nothing more can be sent: the link is closing, closed or broken (so a refused
+        ``send_nowait`` says nothing about the client's speed)."""
+        ...
+
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
 

@@ -214,6 +214,11 @@ class WebSocketTransport:
 
     # ---------------------------------------------------------------- sending
 
+    @property
+    def gone(self) -> bool:
+        """Nothing more can be sent: our close frame is queued, or the link broke."""
+        return self._queue.closed or self._queue.broken
+
     def send_nowait(self, frame: str) -> bool:
         """Queue one text frame; ``False`` (nothing queued) while more than the budget is
         queued, once overflowed, or once the link is closing or gone."""
