@@ -218,7 +218,17 @@ async def memory(nursery: trio.Nursery) -> Harness:
 def server_process(*flags: str) -> Iterator[str]:
     """``python server.py`` on a free loopback port; yields its URL, then stops it with Ctrl-C."""
     process = subprocess.Popen(
-        [sys.executable, "server.py", "--port", "0", "--log-level", "info", "--store", "memory", *flags],
+        [
+            sys.executable,
+            "server.py",
+            "--port",
+            "0",
+            "--log-level",
+            "info",
+            "--store",
+            "memory",
+            *flags,
+        ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,

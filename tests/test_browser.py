@@ -68,7 +68,11 @@ function request(ws, type, fields) {
 
 async def test_chromium_speaks_to_the_server(nursery: trio.Nursery, tmp_path: Path) -> None:
     harness = await start_tcp(
-        nursery, heartbeat_interval=0.5, hello_timeout=1.0, max_message_size=200_000, max_state_size=100_000
+        nursery,
+        heartbeat_interval=0.5,
+        hello_timeout=1.0,
+        max_message_size=200_000,
+        max_state_size=100_000,
     )
     host = await harness.client("host")
     code = (await host.ok("session:create"))["code"]
