@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -97,8 +99,7 @@ def _prepare(
     conn.execute(f"PRAGMA synchronous={synchronous}")
     # A checkpoint truncates the log back to this size: a burst does not leave a huge file.
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -121,11 +122,6 @@ def _prepare(
             _check_pages(conn, path)
         conn.execute("UPDATE meta SET value = 0 WHERE key = 'clean'")
         conn.execute("DELETE FROM history WHERE ended_wall < ?", (prune_before,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return bool(clean)
 
 
@@ -158,6 +154,19 @@ def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
     problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
     if problems != ["ok"]:
         raise StoreError(f"cannot open the session store {path}: {'; '.join(problems)}")
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the block raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _run(conn: sqlite3.Connection, statements: tuple[str, ...]) -> None:

@@ -34,7 +34,7 @@ from actors import (
 )
 
 from ._api import StoreError, StoreStatistics
-from ._schema import open_database
+from ._schema import open_database, write_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ class SqliteStore:
     def _write_batch(self, batch: dict[str, _Pending], prune_before: float | None) -> None:
         """One transaction for the whole batch (worker thread)."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             for code, entry in batch.items():
                 for closed in entry.closed:
                     conn.execute("DELETE FROM sessions WHERE code = ?", (code,))
@@ -231,11 +230,6 @@ class SqliteStore:
                     self._write_session(code, entry.record, entry.events)
             if prune_before is not None:
                 conn.execute("DELETE FROM history WHERE ended_wall < ?", (prune_before,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _write_session(
         self, code: str, record: SessionRecord, events: list[tuple[int, str]]
