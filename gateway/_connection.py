@@ -80,7 +80,6 @@ class Connection:
         "_link_dead",
         "_router",
         "_scope",
-        "_supervisor",
         "_transport",
         "connection_id",
         "name",
@@ -99,7 +98,6 @@ class Connection:
         self.user_id = ""
         self.name = "guest"
         self._transport = transport
-        self._supervisor = supervisor
         self._config = config
         self._counters = counters
         self._env = env
@@ -147,13 +145,12 @@ class Connection:
 
     # ---------------------------------------------------------------- closing
 
-    def _close(self, code: int, reason: str, *, within: float = CLEANUP_TIMEOUT) -> None:
-        """Stop serving: what is queued goes out, then the close frame, all within ``within``."""
+    def _close(self, code: int, reason: str) -> None:
+        """Stop serving; the link then ends with ``code`` after what is queued (``_end_link``)."""
         if self._closing:
             return
         self._closing = True
         self._close_reason = (code, reason)
-        self._scope.deadline = min(self._scope.deadline, trio.current_time() + within)
         self._scope.cancel()
 
     def _slow_consumer(self) -> None:
