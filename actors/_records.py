@@ -91,5 +91,7 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
     elif continuous:  # loaded without its tail: read it before the first message is handled
         actor.tail_pending = True
     actor.created_wall = record.created_wall
+    # duration_s counts from the session's creation, not from this start
+    actor.started -= max(0.0, actor.env.wall() - record.created_wall)
     actor.peak_participants = record.peak_participants
     actor.seats.restore_away()  # not saved until something happens: a restart stays cheap

@@ -94,8 +94,8 @@ class SessionActor:
         self.log = EventLog(config.event_log_size, config.event_log_bytes, config.event_log_age)
         self.seats = Seats(self)
         self.closed = False
-        self._started = trio.current_time()
-        self.idle_since = self._started  # last request, or when the last grace ended
+        self.started = trio.current_time()  # Trio time the session began (for duration_s)
+        self.idle_since = self.started  # last request, or when the last grace ended
 
     # ---------------------------------------------------------------- the loop
 
@@ -288,7 +288,7 @@ class SessionActor:
             return
         self.closed = True  # first: a failed delivery below must not start a grace period
         self.handle.closed_reason = reason
-        duration = trio.current_time() - self._started
+        duration = trio.current_time() - self.started
         self.emit(
             SessionClosed,
             reason=reason,
