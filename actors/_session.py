@@ -109,7 +109,7 @@ class SessionActor:
             try:
                 while not self.closed:
                     message: Message | None = None
-                    with trio.move_on_at(min(self._next_deadline(), self._save_at)):
+                    with trio.CancelScope(deadline=min(self._next_deadline(), self._save_at)):
                         message = await inbox.receive()
                     if self.tail_pending:
                         await self._load_tail()
