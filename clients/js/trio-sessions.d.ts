@@ -230,50 +230,24 @@ export interface ClientApi {
   /** Resolves with the new version. */
   patchState(patch: JsonObject, options?: { expectedVersion?: number }): Promise<number>;
   ping(): Promise<void>;
+  /** Close the link (WebSocket close 1000) and stop reconnecting; the seat stays resumable. */
   close(): Promise<void>;
 
   on(type: string, listener: (event: any) => void): () => void;
   off(type: string, listener: (event: any) => void): void;
+  /** Every event from now on, in order; ends when the client is lost or closed. */
   events(): AsyncIterableIterator<ClientEvent>;
 }
 
-export declare class Client implements ClientApi {
+/** The client; its members are those of `ClientApi` (merged in below), plus typed `on` overloads. */
+export declare class Client {
   constructor(url: string, options?: ConnectOptions);
-  readonly url: string;
-  userId: string | null;
-  name: string | null;
-  connectionId: string | null;
-  heartbeatInterval: number;
-  connectionState: ConnectionStateName | "connecting";
-  lostReason: string | null;
-  seat: Seat | null;
-  lastSeq: number;
-  session: SessionView | null;
-  state: JsonObject | null;
-  version: number;
-
-  request(type: string, fields?: Record<string, unknown>): Promise<any>;
-  createSession(options?: { state?: JsonObject; participantsCanWriteState?: boolean; fresh?: boolean; meta?: JsonObject }): Promise<SeatReply>;
-  join(code: string, options?: { meta?: JsonObject }): Promise<SeatReply>;
-  leave(): Promise<void>;
-  closeSession(): Promise<void>;
-  createRoom(room: string, options?: { kind?: string; meta?: JsonObject }): Promise<RoomReply>;
-  closeRoom(room: string): Promise<void>;
-  send(room: string, data: Json): Promise<number>;
-  setState(state: JsonObject, options?: { expectedVersion?: number }): Promise<number>;
-  patchState(patch: JsonObject, options?: { expectedVersion?: number }): Promise<number>;
-  ping(): Promise<void>;
-  /** Close the link (WebSocket close 1000) and stop reconnecting; the seat stays resumable. */
-  close(): Promise<void>;
-
   /** Listen for one event type, or "*" for all. Returns a function that removes the listener. */
   on<T extends ClientEventType>(type: T, listener: (event: EventOf<T>) => void): () => void;
   on(type: "*", listener: (event: ClientEvent) => void): () => void;
-  off(type: string, listener: (event: any) => void): void;
-  /** Every event from now on, in order; ends when the client is lost or closed. */
-  events(): AsyncIterableIterator<ClientEvent>;
   [Symbol.asyncIterator](): AsyncIterableIterator<ClientEvent>;
 }
+export interface Client extends ClientApi {}
 
 /** Connect and keep connected until `close()`; resolves once the first link is up (resuming a stored seat). */
 export declare function connect(url: string, options?: ConnectOptions): Promise<Client>;
