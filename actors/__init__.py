@@ -5,10 +5,15 @@ through the :class:`Peer` interface, which never blocks.
 """
 
 from ._config import Config as Config
+from ._counters import ActorCounters as ActorCounters
 from ._environment import SIMULATED_EPOCH as SIMULATED_EPOCH
 from ._environment import Environment as Environment
+from ._inspection import SeatView as SeatView
+from ._inspection import SessionView as SessionView
+from ._messages import CloseIfIdle as CloseIfIdle
 from ._messages import CloseSession as CloseSession
 from ._messages import Command as Command
+from ._messages import Inspect as Inspect
 from ._messages import Message as Message
 from ._messages import Peer as Peer
 from ._messages import PeerGone as PeerGone

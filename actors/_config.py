@@ -40,17 +40,51 @@ class Config:
     rate_burst: int = 100  # messages a connection may send at once before rate_limit applies
     frame_rate: float = 1000.0  # WebSocket frames of any kind per second per connection (0: off)
     frame_burst: int = 2000  # WebSocket frames a connection may send at once
-    metrics: bool = True  # serve GET /metrics and /healthz on the WebSocket port
+    metrics: bool = True  # serve /metrics (admin port; see public_metrics) and /healthz
     store: str = "memory"  # where sessions outlive the process: memory, or sqlite:PATH
     durability: str = "default"  # default (write-behind) or strict (reply after commit)
     history_retention: float = 30 * 86400.0  # seconds a closed session's record is kept
     shutdown_timeout: float = 10.0  # seconds a graceful stop may take (SIGTERM, SIGINT)
+    # ---- authentication (docs/security.md)
+    jwt_secret: str = ""  # HS256 shared secret that signs hello tokens (empty: none)
+    jwt_public_key: str = ""  # PEM public key or JWKS file verifying RS256/ES256 hello tokens
+    jwt_audience: str = ""  # required aud claim of hello tokens (empty: not checked)
+    jwt_issuer: str = ""  # required iss claim of hello tokens (empty: not checked)
+    jwt_leeway: float = 30.0  # seconds of clock skew allowed on exp and nbf
+    allow_anonymous: bool = False  # with a key configured, admit connections without a token
+    insecure: bool = False  # serve a non-loopback address without any authentication
+    # ---- authorization and abuse limits (docs/security.md)
+    code_length: int = 6  # characters of a new session code (alphabet of 31)
+    max_sessions_per_host: int = 1  # live sessions one user may host at once
+    sessions_per_minute: int = 10  # sessions one user may create per minute
+    max_connections_per_address: int = 256  # open connections from one client address
+    max_connections_per_user: int = 32  # open connections of one authenticated user
+    connections_per_second: float = 10.0  # new connections per second per client address
+    connection_burst: int = 50  # new connections one client address may open at once
+    join_failures_per_connection: int = 5  # failed joins before the connection is closed (1008)
+    join_failures_per_address: int = 20  # failed joins from one address before a lock-out
+    join_lockout: float = 60.0  # seconds of the first lock-out; each next one doubles, to a day
+    join_failures_per_second: float = 50.0  # failed joins per second server-wide (see security.md)
+    trusted_proxy: str = ""  # comma-separated proxy addresses whose X-Forwarded-For is believed
+    # ---- live sessions (ward and guardians)
+    live_grace: float = 60.0  # seconds a live session waits for its ward to come back
+    # ---- operators' surface (docs/operations.md)
+    admin_host: str = "127.0.0.1"  # address of the admin HTTP API
+    admin_port: int = 8766  # port of the admin HTTP API (0 picks a free one, -1: off)
+    admin_token: str = ""  # bearer token the admin API requires (required off loopback)
+    public_metrics: bool = False  # also serve /metrics on the public WebSocket port
+    log_format: str = "text"  # text or json (one object per line)
+    stats_interval: float = 60.0  # seconds between stats log lines (0: off)
 
     def __attrs_post_init__(self) -> None:
         if self.store != "memory" and not (self.store.startswith("sqlite:") and self.store[7:]):
             raise ValueError(f"store must be memory or sqlite:PATH, not {self.store!r}")
         if self.durability not in ("default", "strict"):
             raise ValueError(f"durability must be default or strict, not {self.durability!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if not 4 <= self.code_length <= 12:
+            raise ValueError(f"code_length must be 4-12, not {self.code_length}")
         if self.max_message_size < self.max_state_size + STATE_ENVELOPE:
             raise ValueError(
                 f"max_message_size ({self.max_message_size}) must be at least max_state_size "

@@ -108,7 +108,11 @@ def on_join(actor: SessionActor, cmd: Command, req: SessionJoin) -> None:
 
 
 def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
-    participant = actor.seats.check_token(req.token)
+    try:
+        participant = actor.seats.check_token(req.token)
+    except ProtocolError:
+        actor.counters.resumes["refused"] += 1
+        raise
     st = actor.state
     replay = None
     if (
@@ -119,6 +123,7 @@ def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
         replay = actor.log.since(req.last_seq, st.seq)
     actor.seats.take(participant, cmd.peer)
     cmd.seat = participant.id
+    actor.counters.resumes["snapshot" if replay is None else "replayed"] += 1
     fields: dict[str, Any] = {}
     if replay is None:
         snapshot = actor.snapshot_fields()

@@ -11,6 +11,8 @@ import trio
 if TYPE_CHECKING:
     from protocol import CloseCode, ProtocolError, Ref, Reply, Request
 
+    from ._inspection import SessionView
+
 
 class Peer(Protocol):
     """A client connection as an actor sees it. No method blocks.
@@ -69,12 +71,33 @@ class CloseSession:
     reason: str
 
 
+@attrs.define(eq=False)
+class Inspect:
+    """An operator asks how the session is. The actor sets ``view`` and then ``done``; a session
+    that ends before it gets to the message sets ``done`` and leaves ``view`` ``None``."""
+
+    view: SessionView | None = None
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+@attrs.define(eq=False)
+class CloseIfIdle:
+    """An operator's cleanup: close the session (reason ``admin_cleanup``) if no seat has a
+    live connection and nothing happened for ``max_inactive`` seconds. The actor decides, in
+    its own task, so a client that just arrived is never cut off. Sets ``closed``, then
+    ``done`` (also when the session ended first)."""
+
+    max_inactive: float
+    closed: bool = False
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
 @attrs.frozen
 class InjectFault:
     """Makes the actor raise, to test fault isolation (used by tests and the simulator)."""
 
 
-Message = Command | PeerGone | CloseSession | InjectFault
+Message = Command | PeerGone | CloseSession | Inspect | CloseIfIdle | InjectFault
 
 
 @attrs.define(eq=False)
@@ -91,6 +114,10 @@ class SessionHandle:
     _inbox: trio.MemorySendChannel[Message]
     finished: trio.Event = attrs.Factory(trio.Event)
     closed_reason: str | None = None
+
+    def inbox_depth(self) -> int:
+        """Messages queued in the inbox now (metrics)."""
+        return self._inbox.statistics().current_buffer_used
 
     async def send(self, message: Message) -> None:
         """Queue ``message`` for the actor, waiting while its inbox is full (back-pressure)."""

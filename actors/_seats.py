@@ -50,6 +50,7 @@ class Seats:
         self._deadlines: dict[str, float] = {}  # away participant id -> end of its grace
         self.host_deadline = math.inf  # end of the host's grace while hibernating
         self._replaced_at: dict[str, float] = {}  # participant id -> when a newer link took it
+        self.last_seen: dict[str, float] = {}  # away participant id -> when its link ended
 
     # ---------------------------------------------------------------- timers
 
@@ -160,6 +161,7 @@ class Seats:
         participant = actor.state.participants[pid]
         del self.peers[pid]
         participant.presence = AWAY
+        self.last_seen[pid] = trio.current_time()
         if participant.role == HOST:
             grace = actor.config.host_grace
             actor.state.status = HIBERNATING
@@ -177,6 +179,7 @@ class Seats:
         del actor.state.participants[pid]
         self._deadlines.pop(pid, None)
         self._replaced_at.pop(pid, None)
+        self.last_seen.pop(pid, None)
         for room in actor.state.rooms.values():
             room.members.pop(pid, None)
         peer = self.peers.pop(pid, None)
@@ -190,6 +193,7 @@ class Seats:
         now = trio.current_time()
         for participant in actor.state.participants.values():
             participant.presence = AWAY
+            self.last_seen[participant.id] = now
             if participant.role == HOST:
                 actor.state.status = HIBERNATING
                 self.host_deadline = now + actor.config.host_grace

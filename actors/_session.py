@@ -27,9 +27,20 @@ from protocol import (
     encode_event,
 )
 
+from ._counters import ActorCounters
 from ._event_log import EventLog
 from ._handlers import HANDLERS
-from ._messages import CloseSession, Command, InjectFault, Message, Peer, PeerGone
+from ._inspection import inspect
+from ._messages import (
+    CloseIfIdle,
+    CloseSession,
+    Command,
+    InjectFault,
+    Inspect,
+    Message,
+    Peer,
+    PeerGone,
+)
 from ._persistence import ClosedSession, NoStore, SessionChange, SessionStore
 from ._records import record_of
 from ._seats import Seats
@@ -72,8 +83,10 @@ class SessionActor:
         env: Environment,
         meta: dict[str, Any] | None = None,
         store: SessionStore | None = None,
+        counters: ActorCounters | None = None,
     ) -> None:
         self.handle = handle
+        self.counters = counters or ActorCounters()
         self.config = config
         self.env = env
         self.store: SessionStore = store or NoStore()
@@ -193,6 +206,15 @@ class SessionActor:
             self.seats.gone(message.peer, message.participant_id)
         elif isinstance(message, CloseSession):
             self.close(message.reason)
+        elif isinstance(message, Inspect):
+            message.view = inspect(self)
+            message.done.set()
+        elif isinstance(message, CloseIfIdle):
+            now = trio.current_time()
+            if not self.seats.peers and now - self.idle_since >= message.max_inactive:
+                self.close("admin_cleanup")
+                message.closed = True
+            message.done.set()
         elif isinstance(message, InjectFault):
             raise RuntimeError(f"injected fault in session {self.state.code}")
 
@@ -234,6 +256,8 @@ class SessionActor:
             if isinstance(message, Command):
                 self.answer_error(message, closed)
                 message.peer.command_done()
+            elif isinstance(message, Inspect | CloseIfIdle):
+                message.done.set()
 
     # ---------------------------------------------------------------- answers and events
 
@@ -265,9 +289,11 @@ class SessionActor:
         """
         st = self.state
         try:
-            return encode_event(kind(session=st.code, seq=st.seq + 1, at=self.env.iso(), **fields))
+            frame = encode_event(kind(session=st.code, seq=st.seq + 1, at=self.env.iso(), **fields))
         except orjson.JSONEncodeError as exc:  # a TypeError: too deep, or not JSON at all
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"cannot encode the event: {exc}") from None
+        self.counters.events[kind.TYPE] += 1
+        return frame
 
     def publish(self, frame: str, *, exclude: str | None = None) -> None:
         """Number, log and broadcast a frame made by :meth:`prepare` (encoded once)."""

@@ -59,3 +59,6 @@ class SessionState:
     seq: int = 0
     participants_can_write_state: bool = False
     meta: dict[str, Any] | None = None
+    kind: str = "session"  # "session", or "live": a ward's, watched by its guardians only
+    allowed_users: list[str] | None = None  # user ids that may join (None: anyone with the code)
+    anonymous: bool = False  # anonymous connections may join (authenticated servers)

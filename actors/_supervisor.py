@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 import trio
 
+from ._counters import ActorCounters
 from ._environment import Environment
 from ._messages import Message, SessionHandle
 from ._persistence import ClosedSession, Loaded, NoStore, SessionStore, StoredSession
@@ -74,6 +75,7 @@ class Supervisor:
         self._config = config
         self.env = env or Environment.production()
         self.store: SessionStore = store or NoStore()
+        self.counters = ActorCounters()
         self._nursery: trio.Nursery | None = None
         self._actors: dict[str, SessionActor] = {}
         self._hosted: dict[str, str] = {}  # host user id -> code of the live session it hosts
@@ -104,7 +106,9 @@ class Supervisor:
             return Opened(self._actors[code].handle, reused=True)
         replaced = self._actors[code].handle if code is not None else None
         handle, receive = self._new_handle(new_code(self._actors, self.env), host_user_id)
-        self._spawn(SessionActor(handle, self._config, self.env, meta, self.store), receive)
+        self._spawn(
+            SessionActor(handle, self._config, self.env, meta, self.store, self.counters), receive
+        )
         self._created += 1
         return Opened(handle, reused=False, replaced=replaced)
 
@@ -125,7 +129,9 @@ class Supervisor:
             tail = stored.events
             continuous = loaded.clean and (not tail or tail[-1][0] == record.seq)
             handle, receive = self._new_handle(record.code, record.host_user_id)
-            actor = SessionActor(handle, self._config, self.env, record.meta, self.store)
+            actor = SessionActor(
+                handle, self._config, self.env, record.meta, self.store, self.counters
+            )
             restore(actor, stored, continuous=continuous)
             self._spawn(actor, receive)
             restored += 1
@@ -175,6 +181,10 @@ class Supervisor:
         """The live session with this code, if any."""
         actor = self._actors.get(code)
         return actor.handle if actor is not None else None
+
+    def handles(self) -> list[SessionHandle]:
+        """The addresses of the live sessions (the admin API inspects them through these)."""
+        return [actor.handle for actor in self._actors.values()]
 
     def codes(self) -> list[str]:
         """Codes of the live sessions."""

@@ -148,6 +148,10 @@ CLOSE_REASONS: Final = (
     "idle_timeout",  # nobody seated and connected, and no request, for idle_timeout
     "replaced_by_host",  # the host created a fresh session instead
     "internal_error",  # a bug in the session's actor
+    "admin",  # an operator closed it (DELETE /api/v1/sessions/{code})
+    "admin_cleanup",  # an operator's cleanup found it empty and inactive
+    "admin_reset",  # an operator closed every session (POST /api/v1/sessions/reset)
+    "ward_disconnected",  # a live session's ward did not come back within live_grace
 )
 
 
