@@ -22,17 +22,25 @@ import attrs
 import trio
 
 from actors import Config, Environment, Supervisor
+from admin import (
+    AdminConfigError,
+    Operations,
+    Readiness,
+    admin_config_problem,
+    cli_main,
+    configure_logging,
+)
 from gateway import (
     CLIENT_PATH,
     DEMO_PREFIX,
-    METRICS_CONTENT_TYPE,
     Connection,
     Counters,
-    GcPauses,
+    Gateway,
     StaticFiles,
-    render_metrics,
+    UserDirectory,
+    exposure,
 )
-from store import Store, StoreError, open_store
+from store import RelationStore, Store, StoreError, open_relations, open_store, relations_main
 from transport import HttpRoute, Transport, serve_websocket
 
 logger = logging.getLogger("trio_sessions")
@@ -61,8 +69,11 @@ class Server:
     supervisor: Supervisor
     counters: Counters
     port: int | None  # the bound TCP port; None on in-memory listeners
+    admin_port: int | None  # the admin API's port; None when off (-1) or with ``accept``
     shutdown: Callable[[], None]
     store: Store
+    readiness: Readiness  # what /readyz reports: draining once shutdown() is called
+    relations: RelationStore  # wards' accepted guardians (live sessions), in the store's file
 
 
 AcceptLoop = Callable[..., Awaitable[object]]
@@ -83,8 +94,13 @@ async def serve(
     Connections come from ``accept`` (e.g. the simulated network's), else WebSocket on
     ``listeners``, else WebSocket on TCP at ``config.host:config.port`` (port 0 picks one).
     ``env`` is where ids, secrets and display times come from (a simulation seeds it).
-    Raises :class:`store.StoreError` when the store cannot be opened: nothing is served then.
+    Raises :class:`store.StoreError` when the store cannot be opened, and
+    :class:`admin.AdminConfigError` for an admin listener off loopback without a token: nothing
+    is served then. The admin API (``config.admin_port``; not with ``accept``) stays up until
+    the store has written the sessions' last changes, ``/readyz`` answering 503 meanwhile.
     """
+    if problem := admin_config_problem(config):
+        raise AdminConfigError(problem)
     env = env or Environment.production()
     with trio.CancelScope() as drain:  # bounds the final flush once shutdown() is called
         async with open_store(
@@ -95,50 +111,99 @@ async def serve(
             wall=env.wall,
         ) as store:
             loaded = await store.load(tails=False)  # a tail is read when first needed
-            async with trio.open_nursery() as nursery:
-                supervisor: Supervisor = await nursery.start(Supervisor(config, env, store).run)
-                supervisor.restore(loaded)
-                counters = Counters()
-
-                async def handle(transport: Transport) -> None:
-                    await Connection(transport, supervisor, config, counters, env).serve()
-
-                def shutdown() -> None:
-                    logger.info("shutting down within %ss", config.shutdown_timeout)
-                    drain.deadline = trio.current_time() + config.shutdown_timeout
-                    nursery.cancel_scope.cancel()
-
-                if accept is not None:
-                    await nursery.start(accept, handle)
-                    port = None
-                else:
-                    port = await _serve_websocket(
-                        nursery, handle, config, supervisor, counters, listeners
+            # The admin listener outlives the sessions: /readyz says 503 while the store flushes.
+            async with (
+                open_relations(config.store, wall=env.wall) as relations,
+                trio.open_nursery() as admin_nursery,
+            ):
+                async with trio.open_nursery() as nursery:
+                    directory = UserDirectory()
+                    supervisor: Supervisor = await nursery.start(
+                        Supervisor(config, env, store, directory).run
                     )
-                task_status.started(Server(config, supervisor, counters, port, shutdown, store))
+                    supervisor.restore(loaded)
+                    counters = Counters()
+                    gateway = Gateway.build(config, supervisor, counters, env, directory, relations)
+                    operations = Operations(
+                        config,
+                        supervisor,
+                        counters,
+                        store,
+                        relations=relations,
+                        on_relations_changed=partial(
+                            _follow_relations, nursery, supervisor, relations
+                        ),
+                        notify_user=lambda user, topic, data: directory.notify(
+                            user, topic, data, env.iso()
+                        ),
+                    )
+                    logger.log(
+                        logging.INFO if config.auth_enabled else logging.WARNING,
+                        "%s",
+                        exposure(config)[1],
+                    )
+
+                    async def handle(transport: Transport) -> None:
+                        await Connection(transport, gateway).serve()
+
+                    def shutdown() -> None:
+                        logger.info("shutting down within %ss", config.shutdown_timeout)
+                        operations.readiness.draining = True
+                        drain.deadline = trio.current_time() + config.shutdown_timeout
+                        nursery.cancel_scope.cancel()
+
+                    port = admin_port = None
+                    if accept is not None:
+                        await nursery.start(accept, handle)
+                    else:
+                        await nursery.start(operations.run)
+                        routes = operations.public_routes()
+                        port = await _serve_websocket(
+                            nursery, handle, config, counters, routes, listeners
+                        )
+                        admin_port = await operations.start_admin(admin_nursery)
+                    operations.readiness.listening = True
+                    task_status.started(
+                        Server(
+                            config,
+                            supervisor,
+                            counters,
+                            port,
+                            admin_port,
+                            shutdown,
+                            store,
+                            operations.readiness,
+                            relations,
+                        )
+                    )
+                await store.commit()  # the sessions' last changes, the admin API still up
+                admin_nursery.cancel_scope.cancel()
+
+
+def _follow_relations(
+    nursery: trio.Nursery, supervisor: Supervisor, relations: RelationStore, ward: str
+) -> None:
+    """An operator changed ``ward``'s relations: a live session of the ward follows."""
+
+    async def follow() -> None:
+        if supervisor.live_session_of(ward) is not None:
+            await supervisor.set_guardians(ward, await relations.guardians(ward))
+
+    nursery.start_soon(follow)
 
 
 async def _serve_websocket(
     nursery: trio.Nursery,
     handle: Callable[[Transport], Awaitable[None]],
     config: Config,
-    supervisor: Supervisor,
     counters: Counters,
+    operator_routes: dict[str, HttpRoute],
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None,
 ) -> int | None:
     if listeners is None:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     static = StaticFiles()
-    routes: dict[str, HttpRoute] = {CLIENT_PATH: static, DEMO_PREFIX: static}
-    if config.metrics:
-        gc_pauses = GcPauses().install()
-        nursery.start_soon(_remove_on_exit, gc_pauses)
-        routes["/healthz"] = lambda _path: (200, "application/json", b'{"ok":true}')
-        routes["/metrics"] = lambda _path: (
-            200,
-            METRICS_CONTENT_TYPE,
-            render_metrics(supervisor, counters, gc_pauses).encode(),
-        )
+    routes: dict[str, HttpRoute] = {CLIENT_PATH: static, DEMO_PREFIX: static, **operator_routes}
     websocket = partial(
         serve_websocket,
         handle,
@@ -148,6 +213,7 @@ async def _serve_websocket(
         max_frame_rate=config.frame_rate,  # 0: off
         frame_burst=config.frame_burst,
         http_routes=routes,
+        on_write_pass=counters.observe_fanout,
     )
     await nursery.start(websocket)
     if not isinstance(listeners[0], trio.SocketListener):
@@ -155,13 +221,6 @@ async def _serve_websocket(
     port: int = listeners[0].socket.getsockname()[1]
     logger.info("listening on ws://%s:%s/ws", config.host, port)
     return port
-
-
-async def _remove_on_exit(gc_pauses: GcPauses) -> None:
-    try:
-        await trio.sleep_forever()
-    finally:
-        gc_pauses.remove()
 
 
 def _field_help() -> dict[str, str]:
@@ -199,9 +258,12 @@ def parse_args(
     args = vars(parser.parse_args(argv))
     log_level = args.pop("log_level")
     try:
-        return Config(**args), log_level
+        config = Config(**args)
     except ValueError as error:
         parser.error(str(error))
+    if problem := admin_config_problem(config):
+        parser.error(problem)
+    return config, log_level
 
 
 def _flag(text: str) -> bool:
@@ -243,13 +305,19 @@ async def _refreeze() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: the server, ``trio-sessions admin ...`` (the admin CLI), or
+    ``trio-sessions relations ...`` (ward/guardian relations in the store)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["admin"]:
+        sys.exit(cli_main(argv[1:]))
+    if argv[:1] == ["relations"]:
+        sys.exit(relations_main(argv[1:]))
     config, log_level = parse_args(argv)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    allowed, why = exposure(config)
+    if not allowed:
+        print(f"trio-sessions: {why}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(log_level, config.log_format)
     # Long-lived servers allocate few cyclic structures, and start-up builds many objects (the
     # restored sessions): collect the youngest generation rarely from the start.
     gc.set_threshold(GC_THRESHOLD)

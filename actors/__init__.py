@@ -13,8 +13,10 @@ from ._inspection import SessionView as SessionView
 from ._messages import CloseIfIdle as CloseIfIdle
 from ._messages import CloseSession as CloseSession
 from ._messages import Command as Command
+from ._messages import Directory as Directory
 from ._messages import Inspect as Inspect
 from ._messages import Message as Message
+from ._messages import NoDirectory as NoDirectory
 from ._messages import Peer as Peer
 from ._messages import PeerGone as PeerGone
 from ._messages import SessionHandle as SessionHandle
@@ -30,7 +32,6 @@ from ._persistence import StoredSession as StoredSession
 from ._session import SessionActor as SessionActor
 from ._session import SessionStatistics as SessionStatistics
 from ._supervisor import CODE_ALPHABET as CODE_ALPHABET
-from ._supervisor import CODE_LENGTH as CODE_LENGTH
 from ._supervisor import Opened as Opened
 from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorStatistics as SupervisorStatistics

@@ -40,7 +40,7 @@ class Config:
     rate_burst: int = 100  # messages a connection may send at once before rate_limit applies
     frame_rate: float = 1000.0  # WebSocket frames of any kind per second per connection (0: off)
     frame_burst: int = 2000  # WebSocket frames a connection may send at once
-    metrics: bool = True  # serve /metrics (admin port; see public_metrics) and /healthz
+    metrics: bool = True  # serve /metrics (on the admin port; see public_metrics)
     store: str = "memory"  # where sessions outlive the process: memory, or sqlite:PATH
     durability: str = "default"  # default (write-behind) or strict (reply after commit)
     history_retention: float = 30 * 86400.0  # seconds a closed session's record is kept
@@ -64,7 +64,7 @@ class Config:
     join_failures_per_connection: int = 5  # failed joins before the connection is closed (1008)
     join_failures_per_address: int = 20  # failed joins from one address before a lock-out
     join_lockout: float = 60.0  # seconds of the first lock-out; each next one doubles, to a day
-    join_failures_per_second: float = 50.0  # failed joins per second server-wide (see security.md)
+    join_failures_per_second: float = 50.0  # failed joins per second server-wide
     trusted_proxy: str = ""  # comma-separated proxy addresses whose X-Forwarded-For is believed
     # ---- live sessions (ward and guardians)
     live_grace: float = 60.0  # seconds a live session waits for its ward to come back
@@ -75,6 +75,11 @@ class Config:
     public_metrics: bool = False  # also serve /metrics on the public WebSocket port
     log_format: str = "text"  # text or json (one object per line)
     stats_interval: float = 60.0  # seconds between stats log lines (0: off)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """A key is configured: hello tokens are verified, and identities can be trusted."""
+        return bool(self.jwt_secret or self.jwt_public_key)
 
     def __attrs_post_init__(self) -> None:
         if self.store != "memory" and not (self.store.startswith("sqlite:") and self.store[7:]):

@@ -17,6 +17,9 @@ from protocol import (
     CreateRoom,
     Empty,
     ErrorCode,
+    LiveStart,
+    LiveStop,
+    LiveWatch,
     ParticipantJoined,
     ProtocolError,
     ResumeReply,
@@ -39,11 +42,12 @@ from protocol import (
     merge_patch,
 )
 
-from ._state import HOST, PARTICIPANT, Participant, Room
+from ._live import on_live_start, on_live_stop, on_live_watch
+from ._state import HOST, LIVE, PARTICIPANT, Participant, Room
 from ._views import participant_view, room_fields, room_view
 
 if TYPE_CHECKING:
-    from ._messages import Command
+    from ._messages import Command, Peer
     from ._session import SessionActor
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,8 @@ def on_create(actor: SessionActor, cmd: Command, req: SessionCreate) -> None:
     st.host_id = host.id
     st.state = req.state or {}
     st.participants_can_write_state = req.participants_can_write_state
+    st.allowed_users = req.allowed_users
+    st.anonymous = req.anonymous
     actor.seats.connect(host, peer)
     cmd.seat = host.id
     logger.info("session %s created by %s (%s)", st.code, host.id, peer.user_id)
@@ -85,12 +91,18 @@ def on_create(actor: SessionActor, cmd: Command, req: SessionCreate) -> None:
 def on_join(actor: SessionActor, cmd: Command, req: SessionJoin) -> None:
     st = actor.state
     peer = cmd.peer
+    if st.kind == LIVE:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "a live session is watched by invitation only")
     for seat in st.participants.values():
         if seat.user_id == peer.user_id:  # same user again (another tab): one seat, new link
             actor.seats.take(seat, peer)
             cmd.seat = seat.id
             actor.answer(cmd, _seat_reply(actor, seat, actor.seats.rotate_token(seat)))
             return
+    if peer.anonymous and not st.anonymous:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "this session does not admit anonymous users")
+    if st.allowed_users is not None and peer.user_id not in st.allowed_users:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "you are not on this session's allow-list")
     if len(st.participants) >= actor.config.max_participants:
         raise ProtocolError(
             ErrorCode.SESSION_FULL, f"session {st.code} has {len(st.participants)} participants"
@@ -110,6 +122,7 @@ def on_join(actor: SessionActor, cmd: Command, req: SessionJoin) -> None:
 def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
     try:
         participant = actor.seats.check_token(req.token)
+        _check_resumer(actor, participant, cmd.peer)
     except ProtocolError:
         actor.counters.resumes["refused"] += 1
         raise
@@ -128,7 +141,7 @@ def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
     if replay is None:
         snapshot = actor.snapshot_fields()
         fields = {
-            k: snapshot[k] for k in ("host_id", "participants", "rooms", "started_at", "meta")
+            k: snapshot[k] for k in ("host_id", "participants", "rooms", "started_at", "meta", "kind")
         }
     actor.answer(
         cmd,
@@ -150,11 +163,21 @@ def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
         actor.send_to(cmd.peer, frame)
 
 
+def _check_resumer(actor: SessionActor, seat: Participant, peer: Peer) -> None:
+    """With authentication on, a resume token is not a way around it: only the seat's own user
+    (any anonymous connection, for an anonymous seat) may take it back."""
+    if not actor.config.auth_enabled:
+        return  # development mode: identities are not verified, the token is the credential
+    if peer.anonymous if seat.anonymous else peer.user_id == seat.user_id:
+        return
+    raise ProtocolError(ErrorCode.UNAUTHORIZED, "this seat belongs to another user")
+
+
 def on_leave(actor: SessionActor, cmd: Command, req: SessionLeave) -> None:
     seat = actor.seat_of(cmd)
     actor.answer(cmd, Empty())
     if seat.role == HOST:
-        actor.close("host_left")
+        actor.close("manual_stop" if actor.state.kind == LIVE else "host_left")
     else:
         actor.seats.remove(seat.id, "left")
 
@@ -258,5 +281,8 @@ HANDLERS: dict[type, Handler] = {
     SessionClose: on_close,
     CreateRoom: on_create_room,
     CloseRoom: on_close_room,
+    LiveStart: on_live_start,
+    LiveWatch: on_live_watch,
+    LiveStop: on_live_stop,
 }
 """The handler of each request type a session actor serves."""

@@ -3,13 +3,14 @@ it delivers to connections through."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 if TYPE_CHECKING:
-    from protocol import CloseCode, ProtocolError, Ref, Reply, Request
+    from protocol import CloseCode, LiveWatch, ProtocolError, Ref, Reply, Request
 
     from ._inspection import SessionView
 
@@ -24,6 +25,7 @@ class Peer(Protocol):
     connection_id: str
     user_id: str
     name: str
+    anonymous: bool  # admitted without a token on a server that authenticates
 
     def deliver(self, frame: str) -> bool:
         """Queue one frame. ``False`` if the peer is gone or was just cut off as a slow consumer."""
@@ -41,6 +43,27 @@ class Peer(Protocol):
         """This peer's seat in session ``code`` is gone (``reason``); later requests for it get
         ``session_closed``. ``close``: close the connection with it if no other seat is left."""
 
+    def seat_granted(self, session: SessionHandle, participant_id: str) -> bool:
+        """The server seated this peer in ``session`` without a request of its own (a guardian
+        in a live session): route its requests there. ``False`` if it cannot hold one more
+        seat, or is closing; the actor then gives the seat up."""
+
+
+class Directory(Protocol):
+    """The connections of each user, for actors that reach users rather than seats (live
+    sessions). Never blocks."""
+
+    def peers_of(self, user_id: str) -> Sequence[Peer]:
+        """``user_id``'s open connections, the newest last."""
+        ...
+
+
+class NoDirectory:
+    """A :class:`Directory` that knows nobody (tests, simulations without live sessions)."""
+
+    def peers_of(self, user_id: str) -> Sequence[Peer]:
+        return ()
+
 
 @attrs.define(eq=False)
 class Command:
@@ -50,7 +73,7 @@ class Command:
 
     peer: Peer
     ref: Ref
-    request: Request
+    request: Request | LiveWatch
     participant_id: str | None = None
     seat: str | None = None
     answered: bool = False
@@ -93,11 +116,19 @@ class CloseIfIdle:
 
 
 @attrs.frozen
+class SetGuardians:
+    """A live session's guardians changed (an operator added or removed a relation): seat the
+    new ones that are connected, give up the seats of those removed."""
+
+    guardians: tuple[str, ...]
+
+
+@attrs.frozen
 class InjectFault:
     """Makes the actor raise, to test fault isolation (used by tests and the simulator)."""
 
 
-Message = Command | PeerGone | CloseSession | Inspect | CloseIfIdle | InjectFault
+Message = Command | PeerGone | CloseSession | Inspect | CloseIfIdle | SetGuardians | InjectFault
 
 
 @attrs.define(eq=False)

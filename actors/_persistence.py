@@ -24,6 +24,7 @@ class StoredParticipant:
     token_hash: str
     joined_seq: int
     meta: dict[str, Any] | None = None
+    anonymous: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -62,6 +63,9 @@ class SessionRecord:
     participants_can_write_state: bool = False
     meta: dict[str, Any] | None = None
     peak_participants: int = 0
+    kind: str = "session"
+    allowed_users: list[str] | None = None
+    anonymous: bool = False
 
 
 @attrs.frozen(kw_only=True)

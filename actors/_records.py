@@ -39,6 +39,7 @@ def record_of(actor: SessionActor) -> SessionRecord:
                 token_hash=p.token_hash,
                 joined_seq=p.joined_seq,
                 meta=p.meta,
+                anonymous=p.anonymous,
             )
             for p in st.participants.values()
         ],
@@ -52,6 +53,9 @@ def record_of(actor: SessionActor) -> SessionRecord:
         participants_can_write_state=st.participants_can_write_state,
         meta=st.meta,
         peak_participants=actor.peak_participants,
+        kind=st.kind,
+        allowed_users=st.allowed_users,
+        anonymous=st.anonymous,
     )
 
 
@@ -74,6 +78,7 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
             token_hash=p.token_hash,
             joined_seq=p.joined_seq,
             meta=p.meta,
+            anonymous=p.anonymous,
         )
         for p in record.participants
     }
@@ -85,6 +90,9 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
     st.version = record.version
     st.seq = record.seq
     st.participants_can_write_state = record.participants_can_write_state
+    st.kind = record.kind
+    st.allowed_users = record.allowed_users
+    st.anonymous = record.anonymous
     if continuous and stored.events:
         for seq, frame in stored.events:
             actor.log.append(seq, frame)

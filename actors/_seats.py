@@ -30,7 +30,7 @@ from protocol import (
     secret_matches,
 )
 
-from ._state import ACTIVE, AWAY, HIBERNATING, HOST, ONLINE, Participant
+from ._state import ACTIVE, AWAY, HIBERNATING, HOST, LIVE, ONLINE, Participant
 
 if TYPE_CHECKING:
     from ._messages import Peer
@@ -62,7 +62,7 @@ class Seats:
         """Act on the deadlines due at ``now``; whether a grace ended."""
         actor = self._actor
         if now >= self.host_deadline:
-            actor.close("host_timeout")
+            actor.close("ward_disconnected" if actor.state.kind == LIVE else "host_timeout")
             return True
         due = [pid for pid, deadline in self._deadlines.items() if now >= deadline]
         for pid in due:
@@ -84,6 +84,7 @@ class Seats:
             token_hash="",
             joined_seq=actor.state.seq,
             meta=meta,
+            anonymous=peer.anonymous,
         )
         actor.state.participants[participant.id] = participant
         return participant, self.rotate_token(participant)
@@ -163,7 +164,7 @@ class Seats:
         participant.presence = AWAY
         self.last_seen[pid] = trio.current_time()
         if participant.role == HOST:
-            grace = actor.config.host_grace
+            grace = actor.config.live_grace if actor.state.kind == LIVE else actor.config.host_grace
             actor.state.status = HIBERNATING
             self.host_deadline = trio.current_time() + grace
             logger.info("session %s: host dropped, hibernating for %ss", actor.state.code, grace)
@@ -196,7 +197,10 @@ class Seats:
             self.last_seen[participant.id] = now
             if participant.role == HOST:
                 actor.state.status = HIBERNATING
-                self.host_deadline = now + actor.config.host_grace
+                grace = (
+                    actor.config.live_grace if actor.state.kind == LIVE else actor.config.host_grace
+                )
+                self.host_deadline = now + grace
             else:
                 self._deadlines[participant.id] = now + actor.config.participant_grace
 

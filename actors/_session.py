@@ -31,15 +31,19 @@ from ._counters import ActorCounters
 from ._event_log import EventLog
 from ._handlers import HANDLERS
 from ._inspection import inspect
+from ._live import set_guardians
 from ._messages import (
     CloseIfIdle,
     CloseSession,
     Command,
+    Directory,
     InjectFault,
     Inspect,
     Message,
+    NoDirectory,
     Peer,
     PeerGone,
+    SetGuardians,
 )
 from ._persistence import ClosedSession, NoStore, SessionChange, SessionStore
 from ._records import record_of
@@ -84,9 +88,11 @@ class SessionActor:
         meta: dict[str, Any] | None = None,
         store: SessionStore | None = None,
         counters: ActorCounters | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.handle = handle
         self.counters = counters or ActorCounters()
+        self.directory: Directory = NoDirectory() if directory is None else directory
         self.config = config
         self.env = env
         self.store: SessionStore = store or NoStore()
@@ -215,6 +221,9 @@ class SessionActor:
                 self.close("admin_cleanup")
                 message.closed = True
             message.done.set()
+        elif isinstance(message, SetGuardians):
+            set_guardians(self, message.guardians)
+            self.mark_changed()
         elif isinstance(message, InjectFault):
             raise RuntimeError(f"injected fault in session {self.state.code}")
 
@@ -373,6 +382,7 @@ class SessionActor:
             "epoch": st.epoch,
             "started_at": st.started_at,
             "meta": st.meta,
+            "kind": st.kind,
         }
 
     def seat_of(self, cmd: Command) -> Participant:

@@ -12,6 +12,8 @@ import attrs
 
 HOST = "host"
 PARTICIPANT = "participant"
+GUARDIAN = "guardian"  # a watcher seated by the server in a ward's live session
+LIVE = "live"  # SessionState.kind of a ward's live session
 ONLINE = "online"
 AWAY = "away"
 ACTIVE = "active"
@@ -30,6 +32,7 @@ class Participant:
     joined_seq: int  # the session's seq right after this participant joined
     presence: str = ONLINE
     meta: dict[str, Any] | None = None
+    anonymous: bool = False  # seated by an anonymous connection: any anonymous one may resume
 
 
 @attrs.define(kw_only=True)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import trio
 
+from protocol import ErrorCode, ProtocolError
+
 from ._counters import ActorCounters
 from ._environment import Environment
-from ._messages import Message, SessionHandle
+from ._messages import Directory, Message, NoDirectory, SessionHandle, SetGuardians
 from ._persistence import ClosedSession, Loaded, NoStore, SessionStore, StoredSession
 from ._records import restore
 from ._session import SessionActor, SessionStatistics
+from ._state import LIVE
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -21,13 +26,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L look-alikes
-CODE_LENGTH = 5
 
 
-def new_code(taken: dict[str, Any] | set[str], env: Environment) -> str:
-    """An unguessable session code not in ``taken``."""
+def new_code(taken: dict[str, Any] | set[str], env: Environment, length: int) -> str:
+    """A random session code of ``length`` characters not in ``taken`` (docs/security.md says
+    how long guessing one takes at the join limits)."""
     while True:
-        code = "".join(env.rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        code = "".join(env.rng.choice(CODE_ALPHABET) for _ in range(length))
         if code not in taken:
             return code
 
@@ -71,14 +76,19 @@ class Supervisor:
         config: Config,
         env: Environment | None = None,
         store: SessionStore | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self._config = config
         self.env = env or Environment.production()
         self.store: SessionStore = store or NoStore()
+        self.directory: Directory = NoDirectory() if directory is None else directory
         self.counters = ActorCounters()
         self._nursery: trio.Nursery | None = None
         self._actors: dict[str, SessionActor] = {}
-        self._hosted: dict[str, str] = {}  # host user id -> code of the live session it hosts
+        self._hosted: dict[str, list[str]] = {}  # host user id -> codes it hosts, oldest first
+        self._live: dict[str, str] = {}  # ward user id -> code of its live session
+        self._guardians: dict[str, tuple[str, ...]] = {}  # live session code -> its guardians
+        self._watched: dict[str, set[str]] = {}  # guardian user id -> codes of live sessions
         self._created = self._closed = self._crashed = 0
 
     async def run(
@@ -94,23 +104,84 @@ class Supervisor:
                 self._nursery = None
 
     def open_session(
-        self, host_user_id: str, *, fresh: bool = False, meta: dict[str, Any] | None = None
+        self,
+        host_user_id: str,
+        *,
+        fresh: bool = False,
+        another: bool = False,
+        meta: dict[str, Any] | None = None,
     ) -> Opened:
-        """The live session ``host_user_id`` hosts, or a new one (always, with ``fresh``).
+        """The session ``host_user_id`` hosts (its newest), or a new one: with ``fresh`` it
+        replaces that one, with ``another`` it opens beside it, up to ``max_sessions_per_host``
+        (else ``session_limit``).
 
         A fresh session replaces the old one in the registry at once, so no later request can
         reach the old one as this host's; the caller tells the old one to close.
         """
-        code = self._hosted.get(host_user_id)
-        if code is not None and not fresh:
-            return Opened(self._actors[code].handle, reused=True)
-        replaced = self._actors[code].handle if code is not None else None
-        handle, receive = self._new_handle(new_code(self._actors, self.env), host_user_id)
-        self._spawn(
-            SessionActor(handle, self._config, self.env, meta, self.store, self.counters), receive
-        )
+        codes = self._hosted.get(host_user_id, [])
+        if codes and not (fresh or another):
+            return Opened(self._actors[codes[-1]].handle, reused=True)
+        limit = self._config.max_sessions_per_host
+        if another and len(codes) >= limit:
+            raise ProtocolError(
+                ErrorCode.SESSION_LIMIT,
+                f"you host {len(codes)} live sessions; at most {limit} at once",
+                limit=limit,
+            )
+        replaced = None
+        if codes and fresh:
+            replaced = self._actors[codes[-1]].handle
+            codes.pop()
+        actor, receive = self._new_actor(host_user_id, meta)
+        self._spawn(actor, receive)
+        return Opened(actor.handle, reused=False, replaced=replaced)
+
+    def open_live(
+        self, ward_id: str, guardians: Sequence[str], meta: dict[str, Any] | None = None
+    ) -> SessionHandle:
+        """A new live session for ``ward_id``, watched by ``guardians`` (user ids) only;
+        ``already_live`` if the ward has one."""
+        if ward_id in self._live:
+            raise ProtocolError(
+                ErrorCode.ALREADY_LIVE, f"already live in session {self._live[ward_id]}"
+            )
+        actor, receive = self._new_actor(ward_id, meta)
+        actor.state.kind = LIVE  # set before the actor runs: part of building it
+        actor.state.allowed_users = list(dict.fromkeys(guardians))
+        self._spawn(actor, receive)
+        return actor.handle
+
+    def live_watched_by(self, user_id: str) -> list[SessionHandle]:
+        """The live sessions ``user_id`` is a guardian in."""
+        return [self._actors[code].handle for code in self._watched.get(user_id, ())]
+
+    def live_session_of(self, ward_id: str) -> SessionHandle | None:
+        """The live session of ``ward_id``, if it is live."""
+        code = self._live.get(ward_id)
+        return self._actors[code].handle if code is not None else None
+
+    async def set_guardians(self, ward_id: str, guardians: Sequence[str]) -> None:
+        """The ward's guardians changed: a live session of theirs follows at once."""
+        code = self._live.get(ward_id)
+        if code is None:
+            return
+        self._unwatch(code)
+        self._watch(code, guardians)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._actors[code].handle.send(SetGuardians(self._guardians[code]))
+
+    def _new_actor(
+        self, host_user_id: str, meta: dict[str, Any] | None
+    ) -> tuple[SessionActor, trio.MemoryReceiveChannel[Message]]:
+        code = new_code(self._actors, self.env, self._config.code_length)
+        handle, receive = self._new_handle(code, host_user_id)
         self._created += 1
-        return Opened(handle, reused=False, replaced=replaced)
+        return self._actor(handle, meta), receive
+
+    def _actor(self, handle: SessionHandle, meta: dict[str, Any] | None) -> SessionActor:
+        return SessionActor(
+            handle, self._config, self.env, meta, self.store, self.counters, self.directory
+        )
 
     def restore(self, loaded: Loaded) -> tuple[int, int]:
         """Bring back the sessions a store held at start-up, hibernating; close those whose
@@ -129,9 +200,7 @@ class Supervisor:
             tail = stored.events
             continuous = loaded.clean and (not tail or tail[-1][0] == record.seq)
             handle, receive = self._new_handle(record.code, record.host_user_id)
-            actor = SessionActor(
-                handle, self._config, self.env, record.meta, self.store, self.counters
-            )
+            actor = self._actor(handle, record.meta)
             restore(actor, stored, continuous=continuous)
             self._spawn(actor, receive)
             restored += 1
@@ -170,12 +239,43 @@ class Supervisor:
             raise RuntimeError("supervisor is not running")
         code = actor.handle.code
         self._actors[code] = actor
-        self._hosted[actor.handle.host_user_id] = code
+        if actor.state.kind == LIVE:
+            self._live[actor.handle.host_user_id] = code
+            self._watch(code, actor.state.allowed_users or ())
+        else:
+            self._hosted.setdefault(actor.handle.host_user_id, []).append(code)
         self._nursery.start_soon(self._supervise, actor, inbox, name=f"session {code}")
 
+    def _watch(self, code: str, guardians: Sequence[str]) -> None:
+        self._guardians[code] = tuple(dict.fromkeys(guardians))
+        for user in self._guardians[code]:
+            self._watched.setdefault(user, set()).add(code)
+
+    def _unwatch(self, code: str) -> None:
+        for user in self._guardians.pop(code, ()):
+            codes = self._watched[user]
+            codes.discard(code)
+            if not codes:
+                del self._watched[user]
+
+    def _forget(self, actor: SessionActor) -> None:
+        handle = actor.handle
+        del self._actors[handle.code]
+        if actor.state.kind == LIVE:
+            if self._live.get(handle.host_user_id) == handle.code:
+                del self._live[handle.host_user_id]
+            self._unwatch(handle.code)
+            return
+        codes = self._hosted.get(handle.host_user_id, [])
+        if handle.code in codes:
+            codes.remove(handle.code)
+            if not codes:
+                del self._hosted[handle.host_user_id]
+
     def hosted(self, host_user_id: str) -> str | None:
-        """The code of the live session ``host_user_id`` hosts, if any."""
-        return self._hosted.get(host_user_id)
+        """The code of the newest session ``host_user_id`` hosts, if any."""
+        codes = self._hosted.get(host_user_id)
+        return codes[-1] if codes else None
 
     def lookup(self, code: str) -> SessionHandle | None:
         """The live session with this code, if any."""
@@ -213,8 +313,6 @@ class Supervisor:
             actor.fail()
         finally:
             handle.close_inbox()
-            del self._actors[handle.code]
-            if self._hosted.get(handle.host_user_id) == handle.code:
-                del self._hosted[handle.host_user_id]
+            self._forget(actor)
             self._closed += 1
             handle.finished.set()

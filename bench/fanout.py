@@ -95,11 +95,14 @@ async def sweep(server: Running, groups: int, members: int, generator: str) -> d
     }
 
 
-_BUCKET = re.compile(r'^trio_sessions_gc_pause_seconds_bucket\{le="([^"]+)"\} (\d+)$', re.M)
+_BUCKET = re.compile(r'^trio_sessions_gc_pause_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
 def gc_pauses(url: str) -> dict[str, int] | None:
-    """The server's collector-pause histogram (cumulative counts by bound), if it has one."""
+    """The server's collector-pause histogram (cumulative counts by bound), if it has one.
+
+    Read on the public port: the benchmark's server runs with ``--public-metrics true``.
+    """
     http = url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
     try:
         with urllib.request.urlopen(http, timeout=2) as response:
@@ -107,7 +110,7 @@ def gc_pauses(url: str) -> dict[str, int] | None:
     except OSError:
         return None
     found = dict(_BUCKET.findall(text))
-    return {bound: int(count) for bound, count in found.items()} or None
+    return {bound: int(float(count)) for bound, count in found.items()} or None
 
 
 def _pauses_between(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:

@@ -51,6 +51,18 @@ def trio_sessions(port: int, *extra: str) -> list[str]:
         "2000",
         "--frame-rate",
         "0",
+        # the load generator is one address opening thousands of connections at once
+        "--connections-per-second",
+        "0",
+        "--max-connections-per-address",
+        "0",
+        "--max-connections-per-user",
+        "0",
+        # fanout.py reads the GC pause metrics on the public port; no admin listener
+        "--public-metrics",
+        "true",
+        "--admin-port",
+        "-1",
         *extra,
     ]
 

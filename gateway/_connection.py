@@ -14,8 +14,8 @@ first waits until every request already routed has been answered (see ``_router.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import math
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -23,11 +23,14 @@ import trio
 
 from protocol import (
     MAX_REF_LENGTH,
+    AuthRefresh,
+    AuthReply,
     CloseCode,
     Empty,
     ErrorCode,
     Hello,
     HelloReply,
+    LiveStart,
     Ping,
     ProtocolError,
     Ref,
@@ -46,12 +49,13 @@ from protocol import (
 )
 from transport import SendBufferFull, TokenBucket, Transport, TransportClosed
 
+from ._auth import AuthError, Identity
 from ._router import Router
 
 if TYPE_CHECKING:
-    from actors import Config, Environment, Supervisor
+    from actors import SessionHandle
 
-    from ._counters import Counters
+    from ._gateway import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -70,38 +74,44 @@ class Connection:
     # Thousands of these live at once: no per-instance __dict__.
     __slots__ = (
         "_abuse",
+        "_address",
         "_bucket",
         "_close_reason",
         "_closing",
         "_config",
         "_counters",
-        "_env",
+        "_expires",
+        "_gateway",
+        "_join_failures",
         "_last_heard",
         "_link_dead",
         "_router",
         "_scope",
         "_transport",
+        "_verified",
+        "anonymous",
         "connection_id",
         "name",
         "user_id",
     )
 
-    def __init__(
-        self,
-        transport: Transport,
-        supervisor: Supervisor,
-        config: Config,
-        counters: Counters,
-        env: Environment,
-    ) -> None:
-        self.connection_id = "c_" + env.token_hex(8)
+    def __init__(self, transport: Transport, gateway: Gateway) -> None:
+        config = gateway.config
+        self.connection_id = "c_" + gateway.env.token_hex(8)
         self.user_id = ""
         self.name = "guest"
+        self.anonymous = False
+        self._verified = False  # user_id comes from a token (verified, or opaque in dev mode)
         self._transport = transport
+        self._gateway = gateway
         self._config = config
-        self._counters = counters
-        self._env = env
-        self._router = Router(supervisor, config.max_sessions_per_connection)
+        self._counters = gateway.counters
+        self._address = gateway.proxies.client_address(
+            transport.client_host, transport.forwarded_for
+        )
+        self._expires = math.inf  # Trio time the hello token expires
+        self._join_failures = 0
+        self._router = Router(gateway.supervisor, config.max_sessions_per_connection)
         self._closing = False
         self._link_dead = False  # heartbeat expired: no closing handshake can succeed
         # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
@@ -133,6 +143,9 @@ class Connection:
 
     def command_done(self) -> None:
         self._router.command_done()
+
+    def seat_granted(self, session: SessionHandle, participant_id: str) -> bool:
+        return not self._closing and self._router.granted(session, participant_id)
 
     def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
         seats = self._router.seats
@@ -166,6 +179,14 @@ class Connection:
         One task: the reader, which also keeps the heartbeat (a quiet link is pinged, a silent
         one dropped), so an idle connection costs no task of its own beyond this one.
         """
+        guard = self._gateway.guard
+        refusal = guard.admit_connection(self._address)
+        if refusal is not None:
+            logger.warning("refused a connection: %s", refusal, extra={"client": self._address})
+            self._counters.connections_refused += 1
+            self._close(CloseCode.TRY_AGAIN_LATER, refusal)
+            await self._end_link()
+            return
         self._counters.open += 1
         self._counters.accepted += 1
         try:
@@ -180,6 +201,16 @@ class Connection:
                 await self._router.leave_all(self)
             await self._end_link()
             self._counters.open -= 1
+            self._forget()
+
+    def _forget(self) -> None:
+        """Undo what the hello registered, and the connection's count against its address."""
+        gateway = self._gateway
+        gateway.guard.connection_closed(self._address)
+        if self.user_id:
+            gateway.directory.remove(self)
+            if self._verified:
+                gateway.guard.user_closed(self.user_id)
 
     async def _end_link(self) -> None:
         code, reason = self._close_reason
@@ -199,13 +230,15 @@ class Connection:
 
     async def _next_frame(self) -> str | bytes | None:
         """The next message, pinging the link once it has been quiet for a heartbeat interval;
-        ``None`` once it ends, or is silent for two intervals (heartbeat timeout, 4003)."""
+        ``None`` once it ends, or is silent for two intervals (heartbeat timeout, 4003), or its
+        token expires (4005)."""
         transport, interval = self._transport, self._config.heartbeat_interval
         pinged = False
         while True:
             # CancelScope itself rather than move_on_at: a generator-based context manager per
             # message cost about 3% of the server's time under fan-out.
-            with trio.CancelScope(deadline=self._last_heard + (2 if pinged else 1) * interval):
+            heartbeat = self._last_heard + (2 if pinged else 1) * interval
+            with trio.CancelScope(deadline=min(heartbeat, self._expires)):
                 try:
                     return await transport.receive()
                 except SendBufferFull:
@@ -213,6 +246,12 @@ class Connection:
                     return None
                 except TransportClosed:
                     return None
+            if trio.current_time() >= self._expires:
+                logger.info(
+                    "connection %s: token expired", self.connection_id, extra=self._log_fields()
+                )
+                self._close(CloseCode.TOKEN_EXPIRED, "token expired")
+                return None
             if transport.heard_at > self._last_heard:  # a pong (or a frame) came meanwhile
                 self._last_heard, pinged = transport.heard_at, False
             elif not pinged:
@@ -278,8 +317,8 @@ class Connection:
                 if not self._admit(ref):
                     request = _rate_limited()
                 elif isinstance(request, Hello):
-                    self._accept_hello(ref, request)
-                    return True
+                    self._counters.count_request(Hello.TYPE)
+                    return await self._accept_hello(ref, request)
                 elif not isinstance(request, ProtocolError):
                     request = ProtocolError(ErrorCode.UNAUTHORIZED, "send hello first")
                 self.reply_error(ref, request)
@@ -288,12 +327,29 @@ class Connection:
         self._close(CloseCode.HELLO_TIMEOUT, "no hello received in time")
         return False
 
-    def _accept_hello(self, ref: Ref, hello: Hello) -> None:
-        if hello.token is not None:  # a stable identity: same token, same user
-            self.user_id = "u_" + _digest(hello.token)
+    async def _accept_hello(self, ref: Ref, hello: Hello) -> bool:
+        """Who the client is (its token verified), or refused: ``unauthorized`` and 4004, or
+        1013 when the user has too many connections open."""
+        gateway = self._gateway
+        identity = self._verify(ref, hello.token)
+        if identity is None:
+            return False
+        self.anonymous = identity.anonymous
+        self._verified = identity.user_id is not None
+        if identity.user_id is not None:
+            self.user_id = identity.user_id
         else:
-            self.user_id = "u_" + self._env.token_hex(10)
-        self.name = hello.name or "guest"
+            self.user_id = ("anon_" if identity.anonymous else "u_") + gateway.env.token_hex(10)
+        if self._verified and not gateway.guard.admit_user(self.user_id):
+            self._verified = False  # not counted: nothing to give back at the end
+            self.user_id = ""
+            self._counters.connections_refused += 1
+            error = ProtocolError(ErrorCode.RATE_LIMITED, "too many connections for this user")
+            self.reply_error(ref, error)
+            self._close(CloseCode.TRY_AGAIN_LATER, error.message)
+            return False
+        self.name = hello.name or identity.name or "guest"
+        gateway.directory.add(self)
         self.reply(
             ref,
             HelloReply(
@@ -303,8 +359,42 @@ class Connection:
                 heartbeat_interval=self._config.heartbeat_interval,
                 max_message_size=self._config.max_message_size,
                 server=SERVER_NAME,
+                anonymous=self.anonymous,
+                expires_at=self._expiry(identity),
             ),
         )
+        for live in gateway.supervisor.live_watched_by(self.user_id):
+            await self._router.watch(self, live)
+        return True
+
+    def _verify(self, ref: Ref, token: str | None) -> Identity | None:
+        """The token's identity; ``None`` after refusing it (``unauthorized``, then 4004)."""
+        try:
+            return self._gateway.auth.verify(token, now=self._gateway.env.wall())
+        except AuthError as error:
+            logger.info(
+                "connection %s: token refused: %s",
+                self.connection_id,
+                error.reason,
+                extra=self._log_fields(),
+            )
+            self._counters.auth_failures += 1
+            self.reply_error(ref, ProtocolError(ErrorCode.UNAUTHORIZED, error.reason))
+            self._close(CloseCode.UNAUTHORIZED, error.reason)
+            return None
+
+    def _expiry(self, identity: Identity) -> str | None:
+        """Arm the expiry of the connection's token; its display time (``None``: none)."""
+        if identity.expires_at is None:
+            self._expires = math.inf
+            return None
+        env = self._gateway.env
+        left = identity.expires_at - env.wall()
+        self._expires = trio.current_time() + left
+        return env.iso(left)
+
+    def _log_fields(self) -> dict[str, str]:
+        return {"connection": self.connection_id, "user": self.user_id, "client": self._address}
 
     # ---------------------------------------------------------------- routing
 
@@ -313,24 +403,112 @@ class Connection:
         self.reply_error(ref, error)
 
     async def _dispatch(self, ref: Ref, request: Request) -> None:
+        self._counters.requests[request.TYPE] += 1
         if isinstance(request, Ping):
             await self._router.settle()
             self.deliver(_PONG) if ref is None else self.reply(ref, Empty())
+        elif isinstance(request, SessionJoin):
+            await self._join(ref, request)
+        elif isinstance(request, SessionCreate):
+            self._check_create(request)
+            await self._router.enter(self, ref, request)
+        elif isinstance(request, SessionResume):
+            await self._router.enter(self, ref, request)
+        elif isinstance(request, LiveStart):
+            await self._go_live(ref, request)
+        elif isinstance(request, AuthRefresh):
+            await self._router.settle()
+            self._refresh(ref, request)
         elif isinstance(request, Hello):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "hello was already received")
-        elif isinstance(request, SessionCreate | SessionJoin | SessionResume):
-            await self._router.enter(self, ref, request)
         else:
             assert isinstance(request, SessionRequest)
             await self._router.to_seat(self, ref, request)
 
+    async def _join(self, ref: Ref, request: SessionJoin) -> None:
+        """Join by code, within the limits on failed joins: a locked-out address is refused
+        before the code is even looked up (the refusal says nothing about the code)."""
+        guard = self._gateway.guard
+        wait = guard.join_allowed(self._address)
+        if wait is not None:
+            self._counters.joins_locked_out += 1
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "too many failed joins from your address; retry later",
+                retry_after_ms=math.ceil(wait * 1000),
+            )
+        try:
+            await self._router.enter(self, ref, request)
+        except ProtocolError as error:
+            if error.code is not ErrorCode.NOT_FOUND:
+                raise
+            await self._answer_error(ref, error)  # answered before the connection may close
+            self._join_failed()
+            return
+        guard.join_succeeded(self._address)
+
+    def _join_failed(self) -> None:
+        """Count a join by an unknown code; close the connection at its limit (1008)."""
+        self._gateway.guard.join_failed(self._address)
+        self._join_failures += 1
+        if self._join_failures >= self._config.join_failures_per_connection > 0:
+            logger.warning(
+                "connection %s: %d failed joins, closing it",
+                self.connection_id,
+                self._join_failures,
+                extra=self._log_fields(),
+            )
+            self._close(CloseCode.POLICY_VIOLATION, "too many failed joins")
+
+    def _check_create(self, request: SessionCreate) -> None:
+        """Anonymous users never host; a user opens at most ``sessions_per_minute`` sessions
+        (handing back the session it already hosts opens nothing, so it is not counted)."""
+        if self.anonymous:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "anonymous users cannot host a session")
+        reuses = not (request.fresh or request.another) and (
+            self._gateway.supervisor.hosted(self.user_id) is not None
+        )
+        if reuses:
+            return
+        wait = self._gateway.guard.session_created(self.user_id)
+        if wait is not None:
+            self._counters.sessions_refused += 1
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self._config.sessions_per_minute} new sessions per minute",
+                retry_after_ms=math.ceil(wait * 1000),
+            )
+
+    async def _go_live(self, ref: Ref, request: LiveStart) -> None:
+        """Open the caller's live session, watched by the guardians it has accepted."""
+        if not self._verified or self.anonymous:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "going live needs a signed-in user")
+        relations = self._gateway.relations
+        try:
+            guardians = await relations.guardians(self.user_id) if relations is not None else []
+        except Exception:  # the store failed: this request fails, the connection goes on
+            logger.exception("could not read the guardians of %s", self.user_id)
+            raise ProtocolError(ErrorCode.INTERNAL, "could not read your guardians") from None
+        await self._router.go_live(self, ref, request, guardians)
+
+    def _refresh(self, ref: Ref, request: AuthRefresh) -> None:
+        """A fresh token for the same user: the connection's expiry moves. A bad token changes
+        nothing (the current one still runs out when it does)."""
+        if not self._gateway.auth.enabled:  # development mode: tokens are not verified
+            self.reply(ref, AuthReply(user_id=self.user_id))
+            return
+        try:
+            identity = self._gateway.auth.verify(request.token, now=self._gateway.env.wall())
+        except AuthError as error:
+            self._counters.auth_failures += 1
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, error.reason) from None
+        if identity.user_id is None or identity.user_id != self.user_id or not self._verified:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "the new token is for another user")
+        self.reply(ref, AuthReply(user_id=self.user_id, expires_at=self._expiry(identity)))
+
 
 def _rate_limited() -> ProtocolError:
     return ProtocolError(ErrorCode.RATE_LIMITED, "too many requests")
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:20]
 
 
 def _ref_of(frame: str) -> Ref:

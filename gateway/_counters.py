@@ -1,112 +1,139 @@
-"""Process-wide connection counters, and the metrics exposition that reads them."""
+"""Process-wide connection counters: what the connections count, read by the metrics collector.
+
+The hot path stays cheap: a connection increments a plain attribute, and the collector
+(``admin``) reads every figure only when ``/metrics`` is scraped. Each field declares its own
+metric with :func:`counter`, :func:`gauge`, :func:`labelled` or :func:`histogram`, so adding a
+figure to ``/metrics`` is one line in :class:`Counters`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final, cast
 
 import attrs
+from attrs import AttrsInstance
 
 from protocol import ErrorCode
 
-if TYPE_CHECKING:
-    from actors import Supervisor, SupervisorStatistics
+METRIC: Final = "metric"  # the attrs metadata key of a field's MetricSpec
+# Emit-to-socket-write latency: most frames are written within a scheduler pass or two.
+FANOUT_BUCKETS: Final = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-    from ._gc_pauses import GcPauses
 
-METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-METRICS_PREFIX: Final = "trio_sessions_"
+@attrs.frozen
+class MetricSpec:
+    """How a field is exposed: its name (without prefix or ``_total``), its Prometheus type
+    (``counter``, ``gauge``, or ``histogram``), its help text, and for a ``Counter[str]`` field
+    the label its keys go under."""
+
+    name: str
+    kind: str
+    help: str
+    label: str | None = None
+
+
+class Histogram:
+    """Observations counted by bucket (upper bounds, inclusive), their sum and count.
+
+    ``observe`` is a bisect and three additions: cheap enough for a sampled hot path.
+    """
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, observations <= le)`` per bound, ending with ``+Inf`` (Prometheus buckets)."""
+        total = 0
+        buckets = []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            buckets.append((bound, float(total)))
+        return buckets
+
+
+# The field helpers return the attrs field typed as its value, so ``open: int = gauge(...)``
+# type-checks as an int attribute with a default. Each field gets its own mutable value from a
+# factory, which RUF009 cannot see through (hence its noqa below).
+def counter(help: str, *, name: str = "") -> int:
+    """An ``int`` field exposed as a counter (``trio_sessions_<name>_total``)."""
+    return attrs.field(default=0, metadata={METRIC: MetricSpec(name, "counter", help)})
+
+
+def gauge(help: str, *, name: str = "") -> int:
+    """An ``int`` field exposed as a gauge (``trio_sessions_<name>``)."""
+    return attrs.field(default=0, metadata={METRIC: MetricSpec(name, "gauge", help)})
+
+
+def labelled(label: str, help: str, *, name: str = "") -> Counter[str]:
+    """A ``Counter[str]`` field exposed as one counter with its keys as ``label``."""
+    spec = MetricSpec(name, "counter", help, label)
+    return cast("Counter[str]", attrs.field(factory=Counter, metadata={METRIC: spec}))
+
+
+def histogram(help: str, bounds: Sequence[float], *, name: str = "") -> Histogram:
+    """A :class:`Histogram` field exposed as a Prometheus histogram."""
+    spec = MetricSpec(name, "histogram", help)
+    return attrs.field(factory=lambda: Histogram(bounds), metadata={METRIC: spec})
 
 
 @attrs.define
 class Counters:
-    """What the connections count, for metrics."""
+    """What the connections count, for metrics (one instance per server, on its Trio thread)."""
 
-    open: int = 0
-    accepted: int = 0
-    slow_consumers: int = 0
-    heartbeat_timeouts: int = 0
-    hello_timeouts: int = 0
-    rate_limited: int = 0
-    bad_requests: int = 0
-    frames_received: int = 0
-    frames_sent: int = 0
+    open: int = gauge("Open client connections", name="connections_open")
+    accepted: int = counter(
+        "Connections that completed the WebSocket handshake", name="connections_accepted"
+    )
+    frames_received: int = counter("Frames from clients")
+    frames_sent: int = counter("Frames handed to connections (each recipient counts)")
+    slow_consumers: int = counter("Connections closed with 4008: send buffer full")
+    heartbeat_timeouts: int = counter("Connections closed with 4003: no heartbeat")
+    hello_timeouts: int = counter("Connections closed with 4001: no hello in time")
+    rate_limited: int = counter("Messages refused with rate_limited")
+    connections_refused: int = counter("Connections refused by a per-address or per-user limit")
+    auth_failures: int = counter("Tokens refused (hello, auth)")
+    joins_locked_out: int = counter("Joins refused while the client address is locked out")
+    sessions_refused: int = counter("Session creations refused by a per-user limit")
+    requests: Counter[str] = labelled("type", "Requests received, by type")  # noqa: RUF009
+    errors: Counter[str] = labelled("code", "Error replies sent, by code")  # noqa: RUF009
+    fanout: Histogram = histogram(  # noqa: RUF009
+        "Seconds from the first frame queued in a write pass (an actor's emit) to the end of "
+        "that pass's socket writes",
+        FANOUT_BUCKETS,
+        name="fanout_latency_seconds",
+    )
+
+    def count_request(self, kind: str) -> None:
+        """Count a request by its ``type``."""
+        self.requests[kind] += 1
 
     def count_error(self, code: ErrorCode) -> None:
-        """Count an error reply by its code (those that have a counter)."""
-        if code is ErrorCode.BAD_REQUEST:
-            self.bad_requests += 1
+        """Count an error reply by its code."""
+        self.errors[code.value] += 1
+
+    def observe_fanout(self, seconds: float) -> None:
+        """Record one write pass's latency (``transport.WriteCoalescer``'s ``on_pass``)."""
+        self.fanout.observe(seconds)
 
 
-@attrs.frozen
-class Metric:
-    """One exposed figure: its name (without prefix), type, help text and how to read it."""
-
-    name: str
-    kind: str  # "gauge" | "counter"
-    help: str
-    read: Callable[[SupervisorStatistics, Counters], int]
-
-
-METRICS: Final = (
-    Metric("sessions_live", "gauge", "Sessions with a running actor", lambda s, c: s.live),
-    Metric("sessions_created", "counter", "Sessions created since start", lambda s, c: s.created),
-    Metric("sessions_closed", "counter", "Sessions closed for any reason", lambda s, c: s.closed),
-    Metric(
-        "sessions_crashed", "counter", "Actors that raised and were closed", lambda s, c: s.crashed
-    ),
-    Metric(
-        "participants_seated",
-        "gauge",
-        "Participants holding a seat, connected or in grace",
-        lambda s, c: s.seated,
-    ),
-    Metric(
-        "participants_connected",
-        "gauge",
-        "Participants with a live connection",
-        lambda s, c: s.connected,
-    ),
-    Metric("connections_open", "gauge", "Open client connections", lambda s, c: c.open),
-    Metric("connections_accepted", "counter", "Connections accepted", lambda s, c: c.accepted),
-    Metric("frames_received", "counter", "Frames from clients", lambda s, c: c.frames_received),
-    Metric("frames_sent", "counter", "Frames handed to transports", lambda s, c: c.frames_sent),
-    Metric(
-        "slow_consumers", "counter", "Connections closed with 4008", lambda s, c: c.slow_consumers
-    ),
-    Metric(
-        "heartbeat_timeouts",
-        "counter",
-        "Connections closed with 4003",
-        lambda s, c: c.heartbeat_timeouts,
-    ),
-    Metric(
-        "hello_timeouts", "counter", "Connections closed with 4001", lambda s, c: c.hello_timeouts
-    ),
-    Metric(
-        "rate_limited", "counter", "Frames refused with rate_limited", lambda s, c: c.rate_limited
-    ),
-    Metric(
-        "bad_requests", "counter", "Requests refused with bad_request", lambda s, c: c.bad_requests
-    ),
-)
-"""Every metric, defined once: the exposition and the docs' table follow this list."""
-
-
-def render_metrics(
-    supervisor: Supervisor, counters: Counters, gc_pauses: GcPauses | None = None
-) -> str:
-    """Prometheus text exposition of :data:`METRICS`, names prefixed, counters ending ``_total``,
-    and the collector's pauses when watched."""
-    stats = supervisor.statistics()
-    lines = []
-    for metric in METRICS:
-        full = METRICS_PREFIX + metric.name + ("_total" if metric.kind == "counter" else "")
-        lines += [
-            f"# HELP {full} {metric.help}.",
-            f"# TYPE {full} {metric.kind}",
-            f"{full} {metric.read(stats, counters)}",
-        ]
-    if gc_pauses is not None:
-        lines += gc_pauses.render(METRICS_PREFIX)
-    return "\n".join(lines) + "\n"
+def metric_fields(cls: type[AttrsInstance]) -> list[tuple[str, MetricSpec]]:
+    """``(attribute, spec)`` of every field of the attrs class ``cls`` that declares a metric,
+    the spec's name defaulting to the attribute's."""
+    return [
+        (field.name, attrs.evolve(spec, name=spec.name or field.name))
+        for field in attrs.fields(cls)
+        if (spec := field.metadata.get(METRIC)) is not None
+    ]

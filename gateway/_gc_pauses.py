@@ -11,6 +11,8 @@ import gc
 import time
 from typing import Any, Final
 
+from ._counters import Histogram
+
 BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # seconds
 
 
@@ -18,9 +20,7 @@ class GcPauses:
     """Counts collections by duration once :meth:`install`-ed; :meth:`remove` stops it."""
 
     def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one: longer than every bound
-        self.count = 0
-        self.total = 0.0
+        self.pauses = Histogram(BUCKETS)
         self.longest = 0.0
         self._started = 0.0
 
@@ -37,28 +37,5 @@ class GcPauses:
             self._started = time.perf_counter()
             return
         pause = time.perf_counter() - self._started
-        self.count += 1
-        self.total += pause
+        self.pauses.observe(pause)
         self.longest = max(self.longest, pause)
-        index = next((i for i, bound in enumerate(BUCKETS) if pause <= bound), len(BUCKETS))
-        self.buckets[index] += 1
-
-    def render(self, prefix: str) -> list[str]:
-        """Prometheus histogram lines (cumulative buckets) and the longest pause so far."""
-        name = prefix + "gc_pause_seconds"
-        lines = [
-            f"# HELP {name} Pauses of the cyclic garbage collector.",
-            f"# TYPE {name} histogram",
-        ]
-        cumulative = 0
-        for bound, count in zip((*BUCKETS, "+Inf"), self.buckets, strict=True):
-            cumulative += count
-            lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
-        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
-        longest = prefix + "gc_pause_longest_seconds"
-        lines += [
-            f"# HELP {longest} The longest collector pause since start.",
-            f"# TYPE {longest} gauge",
-            f"{longest} {self.longest:.6f}",
-        ]
-        return lines

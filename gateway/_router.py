@@ -10,6 +10,7 @@ while requests go to one session and are valid.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,6 +18,8 @@ import trio
 from actors import CloseSession, Command, PeerGone, SessionHandle
 from protocol import (
     ErrorCode,
+    LiveStart,
+    LiveWatch,
     ProtocolError,
     Ref,
     SessionCreate,
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from actors import Peer, Supervisor
 
 Entry = SessionCreate | SessionJoin | SessionResume
+
+logger = logging.getLogger(__name__)
 
 
 class Router:
@@ -84,6 +89,31 @@ class Router:
             if found is None:
                 raise ProtocolError(ErrorCode.SESSION_CLOSED, "the session of this token has ended")
             target = found
+        await self._enter(peer, ref, request, target)
+
+    async def go_live(self, peer: Peer, ref: Ref, request: LiveStart, guardians: list[str]) -> None:
+        """Open ``peer``'s live session, watched by ``guardians``, and hold the ward's seat."""
+        self.seats.check_room_for("")  # checked before a session is opened
+        live = self._supervisor.open_live(peer.user_id, guardians, request.meta)
+        await self._enter(peer, ref, request, live)
+
+    async def watch(self, peer: Peer, live: SessionHandle) -> None:
+        """Ask ``live`` to seat ``peer`` as one of its guardians (after its hello)."""
+        try:
+            await self._enter(peer, None, LiveWatch(), live)
+        except ProtocolError as error:  # no room for one more seat, or the session just ended
+            logger.info("%s not seated in live session %s: %s", peer.user_id, live.code, error)
+
+    def granted(self, session: SessionHandle, participant_id: str) -> bool:
+        """The actor of ``session`` seated this connection on its own (``Peer.seat_granted``)."""
+        if not self.seats.has_room_for(session.code):
+            return False
+        self.seats.add(Seat(session, participant_id))
+        return True
+
+    async def _enter(
+        self, peer: Peer, ref: Ref, request: Entry | LiveStart | LiveWatch, target: SessionHandle
+    ) -> None:
         self.seats.check_room_for(target.code)
         held = self.seats.get(target.code)
         command = Command(peer, ref, request, held.participant_id if held else None)
@@ -93,9 +123,11 @@ class Router:
             self.seats.add(Seat(target, command.seat))
 
     async def _open(self, user_id: str, request: SessionCreate) -> SessionHandle:
-        hosted = None if request.fresh else self._supervisor.hosted(user_id)
+        hosted = None if request.fresh or request.another else self._supervisor.hosted(user_id)
         self.seats.check_room_for(hosted or "")  # checked before a session is opened
-        opened = self._supervisor.open_session(user_id, fresh=request.fresh, meta=request.meta)
+        opened = self._supervisor.open_session(
+            user_id, fresh=request.fresh, another=request.another, meta=request.meta
+        )
         if opened.replaced is not None:  # fresh: the old session ends before the new one answers
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await opened.replaced.send(CloseSession("replaced_by_host"))

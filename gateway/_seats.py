@@ -60,9 +60,13 @@ class SeatMap:
                 del self._ended[next(iter(self._ended))]
         return seat
 
+    def has_room_for(self, code: str) -> bool:
+        """Whether a seat in session ``code`` fits within the limit."""
+        return code in self._seats or len(self._seats) < self.limit
+
     def check_room_for(self, code: str) -> None:
         """``session_limit`` if entering session ``code`` would exceed the limit."""
-        if code not in self._seats and len(self._seats) >= self.limit:
+        if not self.has_room_for(code):
             raise ProtocolError(
                 ErrorCode.SESSION_LIMIT,
                 f"a connection may hold seats in at most {self.limit} sessions; leave one first",

@@ -14,6 +14,7 @@ from ._swarm import Rates
 
 MAX_CLIENTS: Final = 100_000
 MAX_DURATION: Final = 24 * 3600.0
+ADMIN_PORT: Final = 8766  # the server's default admin port, where /metrics is
 
 
 @attrs.frozen
@@ -31,6 +32,7 @@ class Plan:
     message_size: int
     processes: int
     seed: int
+    metrics_url: str  # the server's /metrics, scraped before and after the run
 
     def groups_of(self, process: int) -> list[int]:
         return list(range(process, self.sessions, self.processes))
@@ -102,6 +104,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Plan, argparse.Namesp
         default=cores,
         help="load processes (default: one per core, %(default)s)",
     )
+    add(
+        "--metrics-url",
+        help=f"the server's /metrics (default: http://HOST:{ADMIN_PORT}/metrics, the admin port "
+        "of the --url host; its bearer token from TRIO_SESSIONS_ADMIN_TOKEN)",
+    )
     add("--seed", type=int, default=0)
     add("--json", metavar="FILE", help="also write the report as JSON to FILE")
     add("--no-progress", action="store_true", help="no live display")
@@ -129,5 +136,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Plan, argparse.Namesp
         message_size=args.message_size,
         processes=max(1, min(args.processes, args.sessions)),
         seed=args.seed,
+        metrics_url=args.metrics_url or default_metrics_url(args.url),
     )
     return plan, args
+
+
+def default_metrics_url(url: str) -> str:
+    """``/metrics`` on the default admin port of the host of the WebSocket ``url``."""
+    host, _, _ = split_url(url)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{ADMIN_PORT}/metrics"

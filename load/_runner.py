@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import time
 import urllib.request
@@ -17,7 +18,6 @@ import trio
 
 from ._dialects import TrioSessions
 from ._display import Progress, merged
-from ._link import split_url
 from ._options import Plan
 from ._report import report
 from ._stats import Stats
@@ -52,10 +52,13 @@ async def _work(plan: Plan, process: int, results: multiprocessing.Queue[Any]) -
 
 
 def scrape_metrics(url: str) -> dict[str, float] | None:
-    """The server's ``/metrics`` samples, or ``None`` where it has none."""
-    host, port, _ = split_url(url)
+    """The samples at ``url`` (a server's ``/metrics``), or ``None`` where it has none. Sends
+    ``TRIO_SESSIONS_ADMIN_TOKEN`` as the bearer token when it is set."""
+    token = os.environ.get("TRIO_SESSIONS_ADMIN_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=2) as response:
             text = response.read().decode()
     except (OSError, ValueError):
         return None
@@ -72,7 +75,7 @@ def scrape_metrics(url: str) -> dict[str, float] | None:
 
 def run(plan: Plan, *, show_progress: bool = True) -> dict[str, Any]:
     """Run ``plan`` across its processes and return the report (see :func:`report`)."""
-    before = scrape_metrics(plan.url)
+    before = scrape_metrics(plan.metrics_url)
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[Any] = context.Queue()
     workers = [
@@ -111,4 +114,4 @@ def run(plan: Plan, *, show_progress: bool = True) -> dict[str, Any]:
     setup, stats = merged(setups.values()), merged(latest.values())
     setup.clients = clients  # including the share of a process that never reported
     missing = sorted(set(range(plan.processes)) - done)
-    return report(plan, setup, stats, latest, missing, before, scrape_metrics(plan.url))
+    return report(plan, setup, stats, latest, missing, before, scrape_metrics(plan.metrics_url))

@@ -21,10 +21,13 @@ from ._events import *  # noqa: F403
 from ._events import CLOSE_REASONS as CLOSE_REASONS
 from ._events import EVENT_TYPES as EVENT_TYPES
 from ._merge_patch import merge_patch as merge_patch
+from ._notices import *  # noqa: F403
+from ._notices import NOTICE_TYPES as NOTICE_TYPES
 from ._replies import *  # noqa: F403
 from ._replies import REPLY_TYPES as REPLY_TYPES
 from ._requests import *  # noqa: F403
 from ._requests import MAX_META_SIZE as MAX_META_SIZE
+from ._requests import MAX_USER_ID_LENGTH as MAX_USER_ID_LENGTH
 from ._requests import REQUEST_TYPES as REQUEST_TYPES
 from ._requests import SESSION_REQUESTS as SESSION_REQUESTS
 from ._tokens import SECRET_BYTES as SECRET_BYTES

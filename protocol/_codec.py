@@ -22,11 +22,11 @@ from ._events import (
     RoomCreated,
     RoomMessageEvent,
     RoomView,
-    SeatEnded,
     Snapshot,
     StateUpdated,
 )
-from ._replies import REPLY_TYPES, Reply, ResumeReply, RoomReply, SeatReply
+from ._notices import NOTICE_TYPES, GuardianLiveStarted, Notice
+from ._replies import REPLY_TYPES, HelloReply, LiveReply, Reply, ResumeReply, RoomReply, SeatReply
 from ._requests import REQUEST_TYPES, Request
 
 Ref = str | int | None
@@ -66,8 +66,10 @@ def _omit_none(cls: type, *names: str) -> None:
 
 for _cls in (ParticipantView, RoomView, RoomReply, Snapshot, RoomCreated):
     _omit_none(_cls, "meta")
-_omit_none(SeatReply, "meta", "reused")
-_omit_none(ResumeReply, "host_id", "participants", "rooms", "started_at", "meta")
+for _seat in (SeatReply, LiveReply, GuardianLiveStarted):
+    _omit_none(_seat, "meta", "reused")
+_omit_none(ResumeReply, "host_id", "participants", "rooms", "started_at", "meta", "kind")
+_omit_none(HelloReply, "expires_at")
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -152,7 +154,7 @@ def encode_error(ref: Ref, error: ProtocolError) -> str:
     return encode({"type": "reply", "ref": ref, "ok": False, "error": body})
 
 
-def encode_event(event: Event | SeatEnded) -> str:
+def encode_event(event: Event | Notice) -> str:
     """An event (or a connection notice), with ``type`` first.
 
     Raises ``orjson.JSONEncodeError`` if a value cannot be encoded (decode_request refuses what
@@ -161,12 +163,13 @@ def encode_event(event: Event | SeatEnded) -> str:
     return encode({"type": event.TYPE, **converter.unstructure(event)})
 
 
-def decode_event(message: dict[str, Any]) -> Event | None:
-    """Turn a received event object into its typed form; ``None`` for a type this side lacks.
+def decode_event(message: dict[str, Any]) -> Event | Notice | None:
+    """Turn a received event or notice into its typed form; ``None`` for a type this side lacks.
 
     Unknown fields are ignored so that older clients keep working when events grow.
     """
-    cls = EVENT_TYPES.get(message.get("type", ""))
+    kind = message.get("type", "")
+    cls: type[Event | Notice] | None = EVENT_TYPES.get(kind) or NOTICE_TYPES.get(kind)
     if cls is None:
         return None
     fields = {k: v for k, v in message.items() if k != "type"}

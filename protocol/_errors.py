@@ -22,6 +22,7 @@ class ErrorCode(enum.StrEnum):
     SESSION_CLOSED = "session_closed"
     SEAT_BUSY = "seat_busy"
     CONFLICT = "conflict"
+    ALREADY_LIVE = "already_live"
     INTERNAL = "internal"
 
 
@@ -34,9 +35,12 @@ class CloseCode(enum.IntEnum):
     TOO_LARGE = 1009  # a message larger than the hard frame limit
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # the server is restarting: reconnect with backoff and resume
+    TRY_AGAIN_LATER = 1013  # too many connections from this address or user: back off longer
     HELLO_TIMEOUT = 4001  # no hello within hello_timeout
     REPLACED = 4002  # the same participant resumed on a newer connection: do not reconnect
     HEARTBEAT_TIMEOUT = 4003  # nothing heard for two heartbeat intervals
+    UNAUTHORIZED = 4004  # the hello token was refused: reconnect only with another token
+    TOKEN_EXPIRED = 4005  # the token expired without auth:refresh: reconnect with a fresh one
     SLOW_CONSUMER = 4008  # more unsent bytes queued than the connection's send budget
 
 

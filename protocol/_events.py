@@ -16,7 +16,7 @@ class ParticipantView:
 
     id: str
     name: str
-    role: str  # "host" | "participant"
+    role: str  # "host" | "participant" | "guardian" (live sessions)
     presence: str = "online"  # "online" | "away"
     meta: dict[str, Any] | None = None  # what the participant joined with
 
@@ -46,6 +46,7 @@ class Snapshot:
     epoch: str
     started_at: str
     meta: dict[str, Any] | None = None  # what the host created it with
+    kind: str = "session"  # "session", or "live": a ward's, watched by its guardians only
 
 
 @attrs.frozen(kw_only=True)
@@ -153,19 +154,6 @@ CLOSE_REASONS: Final = (
     "admin_reset",  # an operator closed every session (POST /api/v1/sessions/reset)
     "ward_disconnected",  # a live session's ward did not come back within live_grace
 )
-
-
-@attrs.frozen(kw_only=True)
-class SeatEnded:
-    """Not a session event (no ``seq``): this connection's seat in ``session`` is gone.
-
-    Sent to a connection that holds seats in other sessions too; a connection whose only seat
-    was replaced is closed with 4002 instead. ``reason`` is ``replaced``.
-    """
-
-    TYPE: ClassVar[str] = "seat:ended"
-    session: str
-    reason: str
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

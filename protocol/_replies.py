@@ -29,6 +29,8 @@ class HelloReply:
     heartbeat_interval: float  # seconds
     max_message_size: int  # bytes per frame the server accepts
     server: str
+    anonymous: bool = False  # admitted without a token (--allow-anonymous): join-only
+    expires_at: str | None = None  # when the hello token expires (ISO 8601); refresh before
 
 
 @attrs.frozen(kw_only=True)
@@ -43,6 +45,24 @@ class SeatReply(Snapshot):
     role: str
     resume_token: str
     reused: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LiveReply(SeatReply):
+    """The ward's seat in its new live session, who may watch it (``guardians``) and who was
+    connected and seated at once (``connected_guardians``)."""
+
+    guardians: list[str]
+    connected_guardians: list[str]
+
+
+@attrs.frozen(kw_only=True)
+class AuthReply:
+    """The connection's identity after a token refresh; ``expires_at`` (ISO 8601) is when the
+    new token expires, ``None`` if it does not."""
+
+    user_id: str
+    expires_at: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +86,7 @@ class ResumeReply:
     rooms: list[RoomView] | None = None
     started_at: str | None = None
     meta: dict[str, Any] | None = None
+    kind: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -89,10 +110,21 @@ class VersionReply:
     version: int
 
 
-Reply = Empty | HelloReply | SeatReply | ResumeReply | RoomReply | SeqReply | VersionReply
+Reply = (
+    Empty
+    | HelloReply
+    | AuthReply
+    | SeatReply
+    | LiveReply
+    | ResumeReply
+    | RoomReply
+    | SeqReply
+    | VersionReply
+)
 
 REPLY_TYPES: dict[str, type[Reply]] = {
     "hello": HelloReply,
+    "auth:refresh": AuthReply,
     "ping": Empty,
     "session:create": SeatReply,
     "session:join": SeatReply,
@@ -104,5 +136,7 @@ REPLY_TYPES: dict[str, type[Reply]] = {
     "room:message": SeqReply,
     "state:set": VersionReply,
     "state:patch": VersionReply,
+    "live:start": LiveReply,
+    "live:stop": Empty,
 }
 """The reply class of each request type."""

@@ -15,6 +15,8 @@ MAX_NAME_LENGTH: Final = 64  # characters, display names and room names
 MAX_TOKEN_LENGTH: Final = 4096  # characters
 MAX_CODE_LENGTH: Final = 16  # characters of a session code
 MAX_META_SIZE: Final = 4096  # bytes of a ``meta`` object, encoded as JSON
+MAX_USER_ID_LENGTH: Final = 256  # characters of a user id (a token's ``sub``)
+MAX_ALLOWED_USERS: Final = 1000  # user ids in a session's allow-list
 
 
 def _length(field: str, low: int, high: int) -> Any:
@@ -35,6 +37,15 @@ def _session_field() -> Any:
     return attrs.field(default=None, validator=_length("session", 1, MAX_CODE_LENGTH))
 
 
+def _user_ids(_inst: object, attr: attrs.Attribute[Any], value: list[str] | None) -> None:
+    if value is None:
+        return
+    if len(value) > MAX_ALLOWED_USERS:
+        raise ValueError(f"{attr.name}: at most {MAX_ALLOWED_USERS} user ids")
+    if not all(0 < len(user) <= MAX_USER_ID_LENGTH for user in value):
+        raise ValueError(f"{attr.name}: each must be 1-{MAX_USER_ID_LENGTH} characters")
+
+
 def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
     if value is not None and value < 0:
         raise ValueError(f"{attr.name}: must be >= 0")
@@ -50,6 +61,14 @@ class Hello:
 
 
 @attrs.frozen(kw_only=True)
+class AuthRefresh:
+    """A fresh token for the same user, before the hello token expires."""
+
+    TYPE: ClassVar[str] = "auth:refresh"
+    token: str = attrs.field(validator=_length("token", 1, MAX_TOKEN_LENGTH))
+
+
+@attrs.frozen(kw_only=True)
 class Ping:
     """Application-level liveness probe (browsers cannot see WebSocket pings)."""
 
@@ -61,14 +80,19 @@ class SessionCreate:
     """Open a session hosted by the caller, or get back the one it already hosts.
 
     ``fresh`` closes the session the caller already hosts (reason ``replaced_by_host``) and
-    opens a new one instead.
+    opens a new one instead; ``another`` opens one more beside it (up to
+    ``max_sessions_per_host``). ``allowed_users``: only these user ids may join (the host
+    always may); ``anonymous``: anonymous connections may join (on a server that has them).
     """
 
     TYPE: ClassVar[str] = "session:create"
     state: dict[str, Any] | None = None
     participants_can_write_state: bool = False
     fresh: bool = False
+    another: bool = False
     meta: dict[str, Any] | None = attrs.field(default=None, validator=_meta)
+    allowed_users: list[str] | None = attrs.field(default=None, validator=_user_ids)
+    anonymous: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -159,8 +183,34 @@ class StatePatch:
     durable: bool = False  # reply only once the change is committed to the store
 
 
+@attrs.frozen(kw_only=True)
+class LiveStart:
+    """A ward goes live: a session only the ward's accepted guardians watch, seated by the
+    server on their connections."""
+
+    TYPE: ClassVar[str] = "live:start"
+    state: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = attrs.field(default=None, validator=_meta)
+
+
+@attrs.frozen(kw_only=True)
+class LiveStop:
+    """The ward ends its live session (reason ``manual_stop``)."""
+
+    TYPE: ClassVar[str] = "live:stop"
+    session: str | None = _session_field()
+
+
+@attrs.frozen(kw_only=True)
+class LiveWatch:
+    """Not on the wire: the server seats a guardian's connection in a live session."""
+
+    TYPE: ClassVar[str] = "live:watch"
+
+
 Request = (
     Hello
+    | AuthRefresh
     | Ping
     | SessionCreate
     | SessionJoin
@@ -172,10 +222,19 @@ Request = (
     | RoomMessage
     | StateSet
     | StatePatch
+    | LiveStart
+    | LiveStop
 )
 
 SessionRequest = (
-    SessionLeave | SessionClose | CreateRoom | CloseRoom | RoomMessage | StateSet | StatePatch
+    SessionLeave
+    | SessionClose
+    | CreateRoom
+    | CloseRoom
+    | RoomMessage
+    | StateSet
+    | StatePatch
+    | LiveStop
 )
 """Requests for a session the connection is seated in; ``session`` names it."""
 
@@ -187,12 +246,14 @@ SESSION_REQUESTS: Final = (
     RoomMessage,
     StateSet,
     StatePatch,
+    LiveStop,
 )
 
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.TYPE: cls
     for cls in (
         Hello,
+        AuthRefresh,
         Ping,
         SessionCreate,
         SessionJoin,
@@ -204,5 +265,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
         RoomMessage,
         StateSet,
         StatePatch,
+        LiveStart,
+        LiveStop,
     )
 }

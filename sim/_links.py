@@ -145,6 +145,8 @@ class ServerEnd(_End):
         self._broken = False  # the link was dropped
         self._overflowed = False
         self.remote = f"sim:{link.client_id}"
+        self.client_host = f"sim-{link.client_id}"  # each simulated client is its own machine
+        self.forwarded_for: str | None = None
         self.heard_at = trio.current_time()
 
     async def receive(self) -> str:

@@ -12,6 +12,10 @@ from ._memory import MemoryStore as MemoryStore
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import HISTORY_RETENTION as HISTORY_RETENTION
 from ._open import open_store as open_store
+from ._relations import Relation as Relation
+from ._relations import RelationStore as RelationStore
+from ._relations import open_relations as open_relations
+from ._relations_cli import relations_main as relations_main
 from ._schema import MIGRATIONS as MIGRATIONS
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._sqlite import DURABILITY as DURABILITY

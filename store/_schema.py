@@ -1,15 +1,23 @@
 """The SQLite file: its schema, migrations, and opening it (blocking: call from a thread).
 
-Schema version 1 (``PRAGMA user_version``)::
+Schema version 2 (``PRAGMA user_version``)::
 
-    sessions (code PRIMARY KEY, seq, record)   latest SessionRecord per live session, JSON
-    events   (code, seq, frame)                 its event tail, PRIMARY KEY (code, seq)
-    history  (code, host_user_id, started_at, ended_at, ended_wall, duration_s, reason,
-              peak_participants)                one row per closed session
-    meta     (key PRIMARY KEY, value)           'clean': 1 once a run shut down cleanly
+    sessions  (code PRIMARY KEY, seq, record)   latest SessionRecord per live session, JSON
+    events    (code, seq, frame)                 its event tail, PRIMARY KEY (code, seq)
+    history   (code, host_user_id, started_at, ended_at, ended_wall, duration_s, reason,
+               peak_participants)                one row per closed session
+    meta      (key PRIMARY KEY, value)           'clean': 1 once a run shut down cleanly
+    relations (ward, guardian, created_at)       guardians each ward accepted,
+                                                 PRIMARY KEY (ward, guardian), also by guardian
 
 Version 0 is the layout before the history kept ``peak_participants`` and before the clean
-flag; ``MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
+flag; version 1 the one before ``relations``. ``MIGRATIONS[v]`` takes a file from version ``v``
+to ``v + 1``.
+
+Two connections use the file: the session store's (:func:`open_database`, the only one that
+touches the clean flag and the history) and the relations' (:func:`open_relations_database`,
+also from the ``relations`` command while a server runs). Whichever opens an older file first
+migrates it, in one ``BEGIN IMMEDIATE`` transaction, so the other finds it up to date.
 """
 
 from __future__ import annotations
@@ -25,8 +33,16 @@ from ._api import StoreError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the write-ahead log keeps after a checkpoint
+BUSY_TIMEOUT: Final = 5.0  # seconds a connection waits for the other one's write to finish
+
+# Clustered on (ward, guardian), with an index the other way: both questions are range scans.
+_RELATIONS: Final = (
+    "CREATE TABLE relations (ward TEXT NOT NULL, guardian TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, PRIMARY KEY (ward, guardian)) WITHOUT ROWID",
+    "CREATE INDEX relations_by_guardian ON relations (guardian, ward)",
+)
 
 # A new file gets the current layout in one step.
 _CREATE: Final = (
@@ -43,6 +59,7 @@ _CREATE: Final = (
     "CREATE INDEX history_by_code ON history (code, ended_wall)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "INSERT INTO meta (key, value) VALUES ('clean', 1)",
+    *_RELATIONS,
 )
 
 # MIGRATIONS[v]: the statements that take a file from version v to v + 1, run in one
@@ -56,6 +73,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # A version-0 run left no clean flag: assume the worst (sessions get a new epoch).
         "INSERT INTO meta (key, value) VALUES ('clean', 0)",
     ),
+    _RELATIONS,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -71,13 +89,7 @@ def open_database(
     Raises:
         StoreError: the file is not a readable session store; nothing was loaded.
     """
-    if path.is_dir():
-        raise StoreError(f"cannot open the session store {path}: it is a directory")
-    _check_size(path)
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    conn = _connect(path)
     try:
         clean = _prepare(conn, path, synchronous=synchronous, prune_before=prune_before)
     except sqlite3.Error as exc:
@@ -89,31 +101,50 @@ def open_database(
     return conn, clean
 
 
+def open_relations_database(path: Path) -> sqlite3.Connection:
+    """Open the store's file for its ``relations`` table (``synchronous=FULL``).
+
+    Creates the file, or brings its schema up to date, like :func:`open_database`, but leaves
+    the clean flag and the history alone and checks no pages: it may run beside a server using
+    the same file, or while none does, without changing what the server's next start sees.
+
+    Raises:
+        StoreError: the file is not a readable session store.
+    """
+    conn = _connect(path)
+    try:
+        _set_pragmas(conn, path, synchronous="FULL")
+        with write_transaction(conn):
+            _migrate(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to the file (autocommit: the caller issues BEGIN/COMMIT)."""
+    if path.is_dir():
+        raise StoreError(f"cannot open the session store {path}: it is a directory")
+    _check_size(path)
+    try:
+        return sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+
+
 def _prepare(
     conn: sqlite3.Connection, path: Path, *, synchronous: str, prune_before: float
 ) -> bool:
     """Set the pragmas, check the file, bring its schema up to date; return the clean flag."""
-    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-    if mode != "wal":
-        logger.warning("session store %s: WAL mode unavailable, journal mode is %s", path, mode)
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    # A checkpoint truncates the log back to this size: a burst does not leave a huge file.
-    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    _set_pragmas(conn, path, synchronous=synchronous)
     with write_transaction(conn):
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"cannot open the session store {path}: schema version {version} is newer than"
-                f" this server's {SCHEMA_VERSION}"
-            )
-        (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-        if tables == 0:
-            _run(conn, _CREATE)
-        else:
-            for step in range(version, SCHEMA_VERSION):
-                logger.info("session store %s: migrating schema %d -> %d", path, step, step + 1)
-                _run(conn, MIGRATIONS[step])
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        _migrate(conn, path)
         (clean,) = conn.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
         if not clean:
             # After a crash, damage is likeliest: check every page (about 1 s per 400 MB here)
@@ -123,6 +154,38 @@ def _prepare(
         conn.execute("UPDATE meta SET value = 0 WHERE key = 'clean'")
         conn.execute("DELETE FROM history WHERE ended_wall < ?", (prune_before,))
     return bool(clean)
+
+
+def _set_pragmas(conn: sqlite3.Connection, path: Path, *, synchronous: str) -> None:
+    """WAL, the durability asked for, and a bounded log."""
+    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if mode != "wal":
+        logger.warning("session store %s: WAL mode unavailable, journal mode is %s", path, mode)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    # A checkpoint truncates the log back to this size: a burst does not leave a huge file.
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the layout in an empty file, or migrate an older one (inside a transaction).
+
+    Raises:
+        StoreError: the file was written by a newer schema.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"cannot open the session store {path}: schema version {version} is newer than"
+            f" this server's {SCHEMA_VERSION}"
+        )
+    (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    if tables == 0:
+        _run(conn, _CREATE)
+    else:
+        for step in range(version, SCHEMA_VERSION):
+            logger.info("session store %s: migrating schema %d -> %d", path, step, step + 1)
+            _run(conn, MIGRATIONS[step])
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _check_size(path: Path) -> None:

@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -184,6 +186,11 @@ class Harness:
 def _config(**overrides: Any) -> Config:
     if overrides.get("rate_limit") == 0:  # a test that floods on purpose: no frame limit either
         overrides.setdefault("frame_rate", 0)
+    overrides.setdefault("admin_port", 0)  # a free port: test servers never collide on 8766
+    # Every test client comes from one address (loopback, or the in-memory listener): the
+    # per-address connection limits are off unless a test sets them (tests/test_security.py).
+    overrides.setdefault("connections_per_second", 0)
+    overrides.setdefault("max_connections_per_address", 0)
     return Config(**overrides)
 
 
@@ -214,14 +221,73 @@ async def memory(nursery: trio.Nursery) -> Harness:
     return await start_memory(nursery)
 
 
+class ServerProcess:
+    """A ``python server.py`` subprocess: its stderr lines as they come (read by a thread, so
+    the pipe never fills), and the URLs it logged."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def expect(self, pattern: str, guard: float = TCP_GUARD) -> re.Match[str]:
+        """The first stderr line matching ``pattern``, waiting (at most ``guard`` seconds of
+        real time) until the server writes it; fails the test if it never does."""
+        deadline = time.monotonic() + guard
+        with self._changed:
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if match := re.search(pattern, line):
+                        return match
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    pytest.fail(f"the server never logged {pattern!r}:\n{''.join(self.lines)}")
+                self._changed.wait(remaining)
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL."""
+        return self.expect(r"listening on (ws://[^\s\"]+)").group(1)
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's base URL (the server runs with ``--admin-port 0`` unless told)."""
+        return self.expect(r"admin API on (http://[^\s\"]+)").group(1)
+
+    def stop(self) -> None:
+        """Ctrl-C; the server must exit 0 after logging ``stopped``."""
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=10) == 0
+        self._reader.join(timeout=10)
+        assert "stopped" in "".join(self.lines)
+
+
 @contextlib.contextmanager
-def server_process(*flags: str) -> Iterator[str]:
-    """``python server.py`` on a free loopback port; yields its URL, then stops it with Ctrl-C."""
+def running_server(*flags: str) -> Iterator[ServerProcess]:
+    """``python server.py`` on free loopback ports (public and admin), once it listens; stopped
+    with Ctrl-C afterwards (it must exit cleanly)."""
     process = subprocess.Popen(
         [
             sys.executable,
             "server.py",
             "--port",
+            "0",
+            "--admin-port",
             "0",
             "--log-level",
             "info",
@@ -234,18 +300,20 @@ def server_process(*flags: str) -> Iterator[str]:
         text=True,
     )
     try:
-        for line in process.stderr:
-            if match := re.search(r"listening on (ws://\S+)", line):
-                break
-        else:
-            pytest.fail("the server did not start")
-        yield match.group(1)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-        assert "stopped" in process.stderr.read()
+        server = ServerProcess(process)
+        server.expect(r"listening on ws://")
+        yield server
+        server.stop()
     finally:
         process.kill()
         process.wait()
+
+
+@contextlib.contextmanager
+def server_process(*flags: str) -> Iterator[str]:
+    """``python server.py`` on a free loopback port; yields its URL, then stops it with Ctrl-C."""
+    with running_server(*flags) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ class FakePeer:
         self.connection_id = "c_" + user_id
         self.user_id = user_id
         self.name = user_id
+        self.anonymous = False
         self.capacity = capacity
         self.frames: list[dict[str, Any]] = []
         self.replies: list[tuple[Any, Reply | ProtocolError]] = []
@@ -69,6 +70,9 @@ class FakePeer:
 
     def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
         self.ended.append((code, reason, close))
+
+    def seat_granted(self, session: Any, participant_id: str) -> bool:
+        return True
 
     def types(self) -> list[str]:
         return [f["type"] for f in self.frames]

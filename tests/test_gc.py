@@ -73,7 +73,9 @@ async def quiet(server: Server) -> None:
 
 
 async def test_connections_and_sessions_leave_no_cyclic_garbage(nursery) -> None:
-    server = await nursery.start(partial(serve, Config(port=0, rate_limit=0)))
+    server = await nursery.start(
+        partial(serve, Config(port=0, admin_port=-1, rate_limit=0, connections_per_second=0))
+    )
     for i in range(5):  # warm up: module-level caches fill once
         await session_lifecycle(server.port, i)
     await quiet(server)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from load import Stats
 
-from .conftest import ROOT, server_process
+from .conftest import ROOT, running_server, server_process
 
 
 def run_load(url: str, tmp_path: Path, *flags: str) -> tuple[int, str, dict]:
@@ -19,10 +19,12 @@ def run_load(url: str, tmp_path: Path, *flags: str) -> tuple[int, str, dict]:
     return done.returncode, done.stdout, json.loads(out.read_text())
 
 
-def test_report_and_json_against_the_server(server_url: str, tmp_path: Path) -> None:
+def test_report_and_json_against_the_server(tmp_path: Path) -> None:
     flags = ["--sessions", "2", "--participants", "6", "--rooms", "2", "--rate", "5"]
     flags += ["--patch-rate", "2", "--churn", "10", "--duration", "4", "--processes", "2"]
-    code, stdout, report = run_load(server_url, tmp_path, *flags)
+    with running_server() as server:
+        flags += ["--metrics-url", server.admin_url + "/metrics"]  # /metrics is on the admin port
+        code, stdout, report = run_load(server.url, tmp_path, *flags)
     assert code == 0, stdout
     assert "delivery ratio" in stdout and "verdict" in stdout
     assert report["clients"] == {"planned": 12, "connected": 12}

@@ -125,7 +125,17 @@ def start_server(*flags: str) -> tuple[subprocess.Popen[str], str]:
     """``python server.py`` on a free port; its log is drained by a thread (a full pipe would
     stop the server) and kept in ``process.log``."""
     process = subprocess.Popen(
-        [sys.executable, "server.py", "--port", "0", "--log-level", "info", *flags],
+        [
+            sys.executable,
+            "server.py",
+            "--port",
+            "0",
+            "--admin-port",
+            "-1",
+            "--log-level",
+            "info",
+            *flags,
+        ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
@@ -194,7 +204,16 @@ def test_a_broken_store_file_stops_the_start_naming_it(tmp_path, content, why) -
     else:
         path.write_bytes(content)
     result = subprocess.run(
-        [sys.executable, "server.py", "--port", "0", "--store", f"sqlite:{path}"],
+        [
+            sys.executable,
+            "server.py",
+            "--port",
+            "0",
+            "--admin-port",
+            "-1",
+            "--store",
+            f"sqlite:{path}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -221,7 +240,7 @@ async def run_server(nursery: trio.Nursery, config: Config, wall: Wall) -> Serve
 
 
 async def test_a_host_away_longer_than_its_grace_finds_the_session_closed(tmp_path) -> None:
-    config = Config(port=0, store=f"sqlite:{tmp_path / 's.db'}", host_grace=600)
+    config = Config(port=0, admin_port=-1, store=f"sqlite:{tmp_path / 's.db'}", host_grace=600)
     wall = Wall()
     async with trio.open_nursery() as nursery:
         server = await run_server(nursery, config, wall)

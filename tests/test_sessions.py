@@ -6,7 +6,7 @@ import re
 
 import trio
 
-from actors import CODE_ALPHABET
+from actors import CODE_ALPHABET, Config
 
 from .conftest import start_tcp
 
@@ -42,7 +42,8 @@ async def test_ping_without_ref_gets_pong(tcp) -> None:
 async def test_create_gives_a_code_and_reuses_the_hosts_session(tcp) -> None:
     host = await tcp.client(token="host-token-0123456789")
     created = await host.ok("session:create")
-    assert re.fullmatch(f"[{CODE_ALPHABET}]{{5}}", created["code"])
+    length = Config().code_length
+    assert re.fullmatch(f"[{CODE_ALPHABET}]{{{length}}}", created["code"])
     assert created["role"] == "host" and created["reused"] is False
     assert created["seq"] == 0 and created["epoch"] and created["resume_token"]
     assert created["participants"] == [

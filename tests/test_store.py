@@ -518,7 +518,7 @@ async def test_a_newer_schema_is_refused(db: Path) -> None:
     conn.close()
     with pytest.raises(
         StoreError,
-        match=rf"^cannot open the session store {re.escape(str(db))}: schema version 2 is newer than this server's 1$",
+        match=rf"^cannot open the session store {re.escape(str(db))}: schema version {SCHEMA_VERSION + 1} is newer than this server's {SCHEMA_VERSION}$",
     ):
         async with open_store(url(db)):
             pass  # pragma: no cover

@@ -33,7 +33,9 @@ class Transport(Protocol):
     (an async context manager), so an error in a handler cannot leak it.
     """
 
-    remote: str
+    remote: str  # the peer, for logs
+    client_host: str  # the network peer's address, without port (abuse limits key on it)
+    forwarded_for: str | None  # the upgrade request's X-Forwarded-For, if any (proxies)
     heard_at: float  # Trio time of the last frame of any kind received (pongs included)
 
     @property

@@ -40,10 +40,12 @@ class HeadTooLarge(Exception):
 
 @attrs.frozen
 class Upgrade:
-    """A valid WebSocket upgrade request: its key, and the bytes read past its head."""
+    """A valid WebSocket upgrade request: its key, the bytes read past its head, and its
+    ``X-Forwarded-For`` values joined with commas (``None`` without one)."""
 
     key: bytes
     received: bytes
+    forwarded_for: str | None = None
 
 
 def accept_key(key: bytes) -> bytes:
@@ -112,7 +114,8 @@ async def handshake(stream: trio.abc.Stream, routes: Mapping[str, HttpRoute]) ->
     ]
     upgrade = h11.InformationalResponse(status_code=101, headers=headers)
     await stream.send_all(connection.send(upgrade))
-    return Upgrade(key, connection.trailing_data[0])
+    forwarded = b",".join(_header(request, b"x-forwarded-for")).decode("latin-1") or None
+    return Upgrade(key, connection.trailing_data[0], forwarded)
 
 
 async def respond(

@@ -31,6 +31,7 @@ async def serve_websocket(
     http_routes: Mapping[str, HttpRoute] | None = None,
     max_frame_rate: float = MAX_FRAME_RATE,
     frame_burst: int = FRAME_BURST,
+    on_write_pass: Callable[[float], None] | None = None,
     task_status: trio.TaskStatus[Sequence[trio.abc.Listener[trio.abc.Stream]]] = (
         trio.TASK_STATUS_IGNORED
     ),
@@ -47,6 +48,7 @@ async def serve_websocket(
     Each client may send ``max_frame_rate`` frames per second of any kind, ``frame_burst`` at
     once, and its messages are bounded by ``max_frame_size`` bytes; ``send_buffer_size`` is the
     byte budget of each connection's send queue (see :class:`WebSocketTransport`).
+    ``on_write_pass`` gets each write pass's latency (see :class:`WriteCoalescer`).
 
     Resource handling: ``handler`` runs inside :func:`open_websocket_transport`, which closes
     the socket when the handler returns. ``handler`` should not raise; anything it does raise is
@@ -54,7 +56,7 @@ async def serve_websocket(
     Never returns unless cancelled.
     """
     routes = dict(http_routes or {})
-    coalescer = WriteCoalescer()
+    coalescer = WriteCoalescer(on_write_pass)
 
     async def on_stream(stream: trio.abc.Stream) -> None:
         try:
@@ -63,7 +65,7 @@ async def serve_websocket(
                 upgrade = await handshake(stream, routes)
             if upgrade is None:
                 return
-            remote = _remote(stream)
+            host, remote = _peer(stream)
             async with open_websocket_transport(
                 stream,
                 coalescer,
@@ -73,13 +75,15 @@ async def serve_websocket(
                 max_frame_rate=max_frame_rate,
                 frame_burst=frame_burst,
                 remote=remote,
+                client_host=host,
+                forwarded_for=upgrade.forwarded_for,
             ) as transport:
                 try:
                     await handler(transport)
                 except Exception:
                     logger.exception("connection from %s failed", remote)
         except HeadTooLarge:
-            logger.info("dropped %s: request head over 16 KiB", _remote(stream))
+            logger.info("dropped %s: request head over 16 KiB", _peer(stream)[1])
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass  # the client went away mid-handshake
         finally:
@@ -91,12 +95,12 @@ async def serve_websocket(
     raise AssertionError("unreachable: serve_listeners never returns")  # pragma: no cover
 
 
-def _remote(stream: trio.abc.Stream) -> str:
-    """``host:port`` of the peer, for logs."""
+def _peer(stream: trio.abc.Stream) -> tuple[str, str]:
+    """The peer's address, and ``host:port`` for logs (``memory`` for in-memory streams)."""
     if isinstance(stream, trio.SocketStream):
         try:
             host, port, *_ = stream.socket.getpeername()
         except OSError:  # already reset
-            return "?"
-        return f"{host}:{port}"
-    return repr(stream)
+            return "?", "?"
+        return host, f"{host}:{port}"
+    return "memory", repr(stream)

@@ -74,6 +74,8 @@ class WebSocketTransport:
         "_queue",
         "_received",
         "_stream",
+        "client_host",
+        "forwarded_for",
         "heard_at",
         "remote",
     )
@@ -89,8 +91,12 @@ class WebSocketTransport:
         max_frame_rate: float,
         frame_burst: int,
         remote: str,
+        client_host: str,
+        forwarded_for: str | None,
     ) -> None:
         self.remote = remote
+        self.client_host = client_host
+        self.forwarded_for = forwarded_for
         self._stream = stream
         # receiving
         self._parser = FrameParser(masked=True, max_size=max_message_size)
@@ -299,6 +305,8 @@ async def open_websocket_transport(
     max_frame_rate: float = MAX_FRAME_RATE,
     frame_burst: int = FRAME_BURST,
     remote: str = "?",
+    client_host: str = "?",
+    forwarded_for: str | None = None,
 ) -> AsyncIterator[WebSocketTransport]:
     """Open a :class:`WebSocketTransport` on ``stream`` (after the 101), with its flusher task
     (started in the context manager's own nursery the first time the socket pushes back).
@@ -318,6 +326,8 @@ async def open_websocket_transport(
         max_frame_rate=max_frame_rate,
         frame_burst=frame_burst,
         remote=remote,
+        client_host=client_host,
+        forwarded_for=forwarded_for,
     )
     error: BaseException | None = None
     try:

@@ -1,0 +1,160 @@
+"""Live sessions: a ward goes live, and only the ward's accepted guardians watch.
+
+The server seats the guardians itself: those connected when the ward starts (on their newest
+connection) and those who connect while it is live (their connection asks, ``live:watch``).
+Nobody joins a live session by code. It ends with ``live:stop`` (``manual_stop``) or when the
+ward does not come back within ``live_grace`` (``ward_disconnected``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocol import (
+    Empty,
+    ErrorCode,
+    GuardianLiveStarted,
+    LiveReply,
+    LiveStart,
+    LiveStarted,
+    LiveStop,
+    LiveWatch,
+    ParticipantJoined,
+    ProtocolError,
+    encode_event,
+)
+
+from ._state import GUARDIAN, HOST, LIVE, Participant
+from ._views import participant_view
+
+if TYPE_CHECKING:
+    from ._messages import Command, Peer
+    from ._session import SessionActor
+
+
+def on_live_start(actor: SessionActor, cmd: Command, req: LiveStart) -> None:
+    """Seat the ward as host, then every connected guardian; the ward is answered once all
+    are seated, so its snapshot and every guardian's show the same seats (no events needed)."""
+    st = actor.state
+    if st.kind != LIVE or st.host_id is not None:  # the router sends it to a new live session
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "live:start opens a new live session")
+    if req.state is not None:
+        actor.check_state_size(req.state)
+    ward, token = actor.seats.new(cmd.peer, HOST)
+    st.host_id = ward.id
+    st.state = req.state or {}
+    actor.seats.connect(ward, cmd.peer)
+    cmd.seat = ward.id
+    guardians = list(st.allowed_users or ())
+    seated = [new for user in guardians if (new := _seat_connected(actor, user)) is not None]
+    connected = [seat.user_id for seat, _ in seated]
+    actor.answer(
+        cmd,
+        LiveReply(
+            **actor.snapshot_fields(),
+            participant_id=ward.id,
+            role=HOST,
+            resume_token=token,
+            guardians=guardians,
+            connected_guardians=connected,
+        ),
+    )
+    actor.send_to(
+        cmd.peer,
+        encode_event(
+            LiveStarted(session=st.code, guardians=guardians, connected_guardians=connected)
+        ),
+    )
+    for seat, secret in seated:
+        _notify_guardian(actor, actor.seats.peers[seat.id], seat, secret)
+
+
+def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
+    """A guardian's connection asks for its seat in a live session (it connected after the
+    start, or reconnected without a resume): the seat it had, or a new one."""
+    st = actor.state
+    peer = cmd.peer
+    if st.kind != LIVE or peer.user_id not in (st.allowed_users or ()):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "not a guardian of this live session")
+    seat = next((p for p in st.participants.values() if p.user_id == peer.user_id), None)
+    if seat is not None:
+        actor.seats.take(seat, peer)
+        token = actor.seats.rotate_token(seat)
+    else:
+        seat, token = actor.seats.new(peer, GUARDIAN)
+        _announce(actor, seat, peer)
+    cmd.seat = seat.id
+    actor.answer(cmd, Empty())
+    _notify_guardian(actor, peer, seat, token)
+
+
+def on_live_stop(actor: SessionActor, cmd: Command, req: LiveStop) -> None:
+    """The ward ends its live session."""
+    actor.host_seat_of(cmd)
+    if actor.state.kind != LIVE:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "not a live session: use session:close")
+    actor.answer(cmd, Empty())
+    actor.close("manual_stop")
+
+
+def set_guardians(actor: SessionActor, guardians: tuple[str, ...]) -> None:
+    """The ward's accepted guardians changed: the seats of those removed are given up, and
+    those added who are connected are seated and told."""
+    st = actor.state
+    st.allowed_users = list(guardians)
+    for seat in [p for p in st.participants.values() if p.role == GUARDIAN]:
+        if seat.user_id not in guardians:
+            actor.seats.remove(seat.id, "removed")
+    seated = {p.user_id for p in st.participants.values()}
+    for user in guardians:
+        peers = actor.directory.peers_of(user)
+        if user in seated or not peers:
+            continue
+        seat, token = actor.seats.new(peers[-1], GUARDIAN)
+        if peers[-1].seat_granted(actor.handle, seat.id):
+            _announce(actor, seat, peers[-1])
+            _notify_guardian(actor, peers[-1], seat, token)
+        else:
+            del st.participants[seat.id]
+
+
+def _seat_connected(actor: SessionActor, user: str) -> tuple[Participant, str] | None:
+    """Seat ``user``'s newest connection, without events (the session is just starting)."""
+    peers = actor.directory.peers_of(user)
+    if not peers:
+        return None
+    peer = peers[-1]
+    seat, token = actor.seats.new(peer, GUARDIAN)
+    if not peer.seat_granted(actor.handle, seat.id):
+        del actor.state.participants[seat.id]
+        return None
+    actor.seats.connect(seat, peer)
+    return seat, token
+
+
+def _announce(actor: SessionActor, seat: Participant, peer: Peer) -> None:
+    """Connect a new guardian seat in a session under way; the others are told it joined."""
+    st = actor.state
+    frame = actor.prepare(ParticipantJoined, participant=participant_view(seat))
+    for room in st.rooms.values():
+        room.members[seat.id] = None
+    actor.publish(frame, exclude=seat.id)
+    seat.joined_seq = st.seq
+    actor.seats.connect(seat, peer)
+
+
+def _notify_guardian(actor: SessionActor, peer: Peer, seat: Participant, token: str) -> None:
+    st = actor.state
+    actor.send_to(
+        peer,
+        encode_event(
+            GuardianLiveStarted(
+                **actor.snapshot_fields(),
+                participant_id=seat.id,
+                role=seat.role,
+                resume_token=token,
+                ward_id=st.host_user_id,
+                session=st.code,
+            )
+        ),
+    )
