@@ -65,6 +65,16 @@ def _seat_reply(
     )
 
 
+def _fields(code: str, participant: str, peer: Peer) -> dict[str, str]:
+    """The structured fields of a log line about a seat (``--log-format json``)."""
+    return {
+        "session": code,
+        "participant": participant,
+        "connection": peer.connection_id,
+        "user": peer.user_id,
+    }
+
+
 def on_create(actor: SessionActor, cmd: Command, req: SessionCreate) -> None:
     st = actor.state
     peer = cmd.peer
@@ -84,7 +94,13 @@ def on_create(actor: SessionActor, cmd: Command, req: SessionCreate) -> None:
     st.anonymous = req.anonymous
     actor.seats.connect(host, peer)
     cmd.seat = host.id
-    logger.info("session %s created by %s (%s)", st.code, host.id, peer.user_id)
+    logger.info(
+        "session %s created by %s (%s)",
+        st.code,
+        host.id,
+        peer.user_id,
+        extra=_fields(st.code, host.id, peer),
+    )
     actor.answer(cmd, _seat_reply(actor, host, token, reused=False))
 
 
@@ -115,7 +131,13 @@ def on_join(actor: SessionActor, cmd: Command, req: SessionJoin) -> None:
     participant.joined_seq = st.seq
     actor.seats.connect(participant, peer)
     cmd.seat = participant.id
-    logger.info("session %s: %s joined (%s)", st.code, participant.id, peer.user_id)
+    logger.info(
+        "session %s: %s joined (%s)",
+        st.code,
+        participant.id,
+        peer.user_id,
+        extra=_fields(st.code, participant.id, peer),
+    )
     actor.answer(cmd, _seat_reply(actor, participant, token))
 
 
@@ -141,7 +163,8 @@ def on_resume(actor: SessionActor, cmd: Command, req: SessionResume) -> None:
     if replay is None:
         snapshot = actor.snapshot_fields()
         fields = {
-            k: snapshot[k] for k in ("host_id", "participants", "rooms", "started_at", "meta", "kind")
+            k: snapshot[k]
+            for k in ("host_id", "participants", "rooms", "started_at", "meta", "kind")
         }
     actor.answer(
         cmd,

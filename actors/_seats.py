@@ -22,8 +22,10 @@ from protocol import (
     ParticipantLeft,
     ProtocolError,
     ResumeToken,
+    SeatEnded,
     SessionHibernating,
     SessionResumed,
+    encode_event,
     hash_secret,
     new_secret,
     parse_token,
@@ -145,7 +147,11 @@ class Seats:
             if participant.role == HOST:
                 actor.state.status = ACTIVE
                 self.host_deadline = math.inf
-                logger.info("session %s: host is back", actor.state.code)
+                logger.info(
+                    "session %s: host is back",
+                    actor.state.code,
+                    extra={"session": actor.state.code, "participant": participant.id},
+                )
                 actor.emit(SessionResumed, exclude=participant.id)
             else:
                 del self._deadlines[participant.id]
@@ -167,7 +173,12 @@ class Seats:
             grace = actor.config.live_grace if actor.state.kind == LIVE else actor.config.host_grace
             actor.state.status = HIBERNATING
             self.host_deadline = trio.current_time() + grace
-            logger.info("session %s: host dropped, hibernating for %ss", actor.state.code, grace)
+            logger.info(
+                "session %s: host dropped, hibernating for %ss",
+                actor.state.code,
+                grace,
+                extra={"session": actor.state.code, "participant": pid},
+            )
             actor.emit(SessionHibernating, until=actor.env.iso(grace), grace_s=grace)
         else:
             grace = actor.config.participant_grace
@@ -185,6 +196,8 @@ class Seats:
             room.members.pop(pid, None)
         peer = self.peers.pop(pid, None)
         if peer is not None:
+            if reason == "removed":  # not the participant's doing: tell it
+                peer.deliver(encode_event(SeatEnded(session=actor.state.code, reason=reason)))
             peer.seat_ended(actor.state.code, "left")
         actor.emit(ParticipantLeft, participant_id=pid, reason=reason)
 

@@ -148,7 +148,11 @@ class SessionActor:
         try:
             self.close("internal_error")
         except Exception:
-            logger.exception("session %s: could not close cleanly after a crash", self.state.code)
+            logger.exception(
+                "session %s: could not close cleanly after a crash",
+                self.state.code,
+                extra={"session": self.state.code},
+            )
         self.seats.release_all("internal_error")
         self.closed = True
 
@@ -344,7 +348,13 @@ class SessionActor:
                 peak_participants=self.peak_participants,
             )
         )
-        logger.info("session %s closed: %s after %.0fs", self.state.code, reason, duration)
+        logger.info(
+            "session %s closed: %s after %.0fs",
+            self.state.code,
+            reason,
+            duration,
+            extra={"session": self.state.code},
+        )
 
     # ---------------------------------------------------------------- persistence
 

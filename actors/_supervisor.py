@@ -308,7 +308,9 @@ class Supervisor:
             await actor.run(inbox)
         except Exception:
             # A bug in one session must not reach the others: close it and keep serving.
-            logger.exception("session %s: actor crashed, closing it", handle.code)
+            logger.exception(
+                "session %s: actor crashed, closing it", handle.code, extra={"session": handle.code}
+            )
             self._crashed += 1
             actor.fail()
         finally:

@@ -73,7 +73,6 @@ class Connection:
 
     # Thousands of these live at once: no per-instance __dict__.
     __slots__ = (
-        "_abuse",
         "_address",
         "_bucket",
         "_close_reason",
@@ -81,6 +80,7 @@ class Connection:
         "_config",
         "_counters",
         "_expires",
+        "_flooding",
         "_gateway",
         "_join_failures",
         "_last_heard",
@@ -119,7 +119,7 @@ class Connection:
         self._scope = trio.CancelScope()
         self._last_heard = trio.current_time()
         self._bucket = TokenBucket(config.rate_limit, config.rate_burst)
-        self._abuse = TokenBucket(config.rate_limit, config.rate_burst)  # drained by refusals
+        self._flooding = TokenBucket(config.rate_limit, config.rate_burst)  # drained by refusals
 
     # ---------------------------------------------------------------- Peer
 
@@ -167,7 +167,11 @@ class Connection:
         self._scope.cancel()
 
     def _slow_consumer(self) -> None:
-        logger.warning("connection %s: send buffer full, closing slow consumer", self.connection_id)
+        logger.warning(
+            "connection %s: send buffer full, closing slow consumer",
+            self.connection_id,
+            extra=self._log_fields(),
+        )
         self._counters.slow_consumers += 1
         self._close(CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full")
 
@@ -259,7 +263,11 @@ class Connection:
                 if not transport.ping_nowait():
                     continue  # over budget: the next receive says so
             else:
-                logger.info("connection %s: no heartbeat, dropping it", self.connection_id)
+                logger.info(
+                    "connection %s: no heartbeat, dropping it",
+                    self.connection_id,
+                    extra=self._log_fields(),
+                )
                 self._counters.heartbeat_timeouts += 1
                 self._link_dead = True
                 self._close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
@@ -301,11 +309,12 @@ class Connection:
         if self._bucket.take():
             return True
         self._counters.rate_limited += 1
-        if not self._abuse.take() and not self._closing:
+        if not self._flooding.take() and not self._closing:
             logger.warning(
                 "connection %s from %s: flooding, closing it",
                 self.connection_id,
                 self._transport.remote,
+                extra=self._log_fields(),
             )
             self._close(CloseCode.POLICY_VIOLATION, "flooding: requests over the rate limit")
         return False
@@ -487,7 +496,9 @@ class Connection:
         try:
             guardians = await relations.guardians(self.user_id) if relations is not None else []
         except Exception:  # the store failed: this request fails, the connection goes on
-            logger.exception("could not read the guardians of %s", self.user_id)
+            logger.exception(
+                "could not read the guardians of %s", self.user_id, extra=self._log_fields()
+            )
             raise ProtocolError(ErrorCode.INTERNAL, "could not read your guardians") from None
         await self._router.go_live(self, ref, request, guardians)
 

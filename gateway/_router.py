@@ -102,7 +102,13 @@ class Router:
         try:
             await self._enter(peer, None, LiveWatch(), live)
         except ProtocolError as error:  # no room for one more seat, or the session just ended
-            logger.info("%s not seated in live session %s: %s", peer.user_id, live.code, error)
+            logger.info(
+                "%s not seated in live session %s: %s",
+                peer.user_id,
+                live.code,
+                error,
+                extra={"session": live.code, "connection": peer.connection_id},
+            )
 
     def granted(self, session: SessionHandle, participant_id: str) -> bool:
         """The actor of ``session`` seated this connection on its own (``Peer.seat_granted``)."""

@@ -15,7 +15,8 @@ class SeatEnded:
     """This connection's seat in ``session`` is gone.
 
     Sent to a connection that holds seats in other sessions too; a connection whose only seat
-    was replaced is closed with 4002 instead. ``reason`` is ``replaced``.
+    was replaced is closed with 4002 instead. ``reason`` is ``replaced``, or ``removed`` for a
+    guardian whose relation to a live ward was removed.
     """
 
     TYPE: ClassVar[str] = "seat:ended"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from .conftest import Harness, RawClient, start_memory
+from .conftest import Harness, RawClient, start_memory, start_tcp
+from .test_admin import TOKEN, admin_client
 from .test_security import AUTH, token
 
 LIVE_GRACE = 30.0
@@ -131,3 +132,49 @@ async def test_a_ward_that_comes_back_in_time_keeps_it(live, autojump_clock) -> 
     await mum.event("session:resumed")
     await back.ok("live:stop")
     assert (await mum.event("session:closed"))["reason"] == "manual_stop"
+
+
+async def test_relations_changed_through_the_admin_api_apply_to_a_live_session(
+    nursery,
+) -> None:
+    harness = await start_tcp(nursery, **AUTH, admin_token=TOKEN)
+    ward = await connect(harness, "ward")
+    gran = await connect(harness, "gran")
+    started = await ward.ok("live:start")
+    assert started["guardians"] == []
+    await ward.event("live:started")
+    async with admin_client(harness) as api:
+        added = await api.post("/api/v1/relations", json={"ward": "ward", "guardian": "gran"})
+        assert added.status_code == 201
+        seated = await gran.event("guardian:liveStarted")  # connected: seated at once
+        assert seated["session"] == started["code"]
+        joined = await ward.event("session:participantJoined")
+        assert joined["participant"]["id"] == seated["participant_id"]
+
+        removed = await api.request(
+            "DELETE", "/api/v1/relations", json={"ward": "ward", "guardian": "gran"}
+        )
+        assert removed.status_code == 200
+        left = await ward.event("session:participantLeft")
+        assert left == {**left, "participant_id": seated["participant_id"], "reason": "removed"}
+        ended = await gran.event("seat:ended")
+        assert ended == {"type": "seat:ended", "session": started["code"], "reason": "removed"}
+    await ward.ok("state:patch", patch={"private": True})
+    assert await gran.ok("ping") == {}
+    assert gran.events == []  # nothing of the session reaches a removed guardian
+
+
+async def test_a_user_notice_reaches_every_connection_of_the_user(nursery) -> None:
+    harness = await start_tcp(nursery, **AUTH, admin_token=TOKEN)
+    tabs = [await connect(harness, "pupil") for _ in range(2)]
+    other = await connect(harness, "someone-else")
+    async with admin_client(harness) as api:
+        sent = await api.post(
+            "/api/v1/users/pupil/notify", json={"topic": "invited", "data": {"code": "ABC234"}}
+        )
+    assert sent.json()["delivered"] == 2
+    for tab in tabs:
+        notice = await tab.event("user:notice")
+        assert notice["topic"] == "invited" and notice["data"] == {"code": "ABC234"}
+    assert await other.ok("ping") == {}
+    assert other.events == []
