@@ -343,6 +343,8 @@ async def _list_relations(api: AdminApi, call: Call) -> Reply:
 async def _add_relation(api: AdminApi, call: Call) -> Reply:
     relations = _relations(api)
     body = call.body_as(RelationBody)
+    if body.ward == body.guardian:
+        raise ApiError(409, "conflict", "nobody is their own guardian")
     with _refused_ids():
         created = await relations.add(body.ward, body.guardian)
     if created:
@@ -354,13 +356,8 @@ async def _add_relation(api: AdminApi, call: Call) -> Reply:
 
 async def _remove_relation(api: AdminApi, call: Call) -> Reply:
     relations = _relations(api)
-    if call.body is not None:
-        body = call.body_as(RelationBody)
-        ward, guardian = body.ward, body.guardian
-    else:
-        ward, guardian = call.text("ward") or "", call.text("guardian") or ""
-        if not (ward and guardian):
-            raise ApiError(400, "bad_request", "ward and guardian are required")
+    body = call.body_as(RelationBody)
+    ward, guardian = body.ward, body.guardian
     with _refused_ids():
         removed = await relations.remove(ward, guardian)
     if not removed:
@@ -404,10 +401,7 @@ async def _openapi(api: AdminApi, call: Call) -> Reply:
 
 def operations() -> list[Operation]:
     """Every endpoint of the admin API (the order of the document)."""
-    relation_query = (
-        Param("ward", "the ward's user id (instead of a body)", {"type": "string"}),
-        Param("guardian", "the guardian's user id (instead of a body)", {"type": "string"}),
-    )
+    user_id = {"type": "string", "minLength": 1, "maxLength": 256}
     return [
         Operation(
             method="GET",
@@ -501,28 +495,26 @@ def operations() -> list[Operation]:
             handler=_list_relations,
             response=RelationList,
             errors=(501, 503),
-            query=(Param("ward", "only this ward's", {"type": "string"}),),
+            query=(Param("ward", "only this ward's", user_id),),
         ),
         Operation(
             method="POST",
             path=f"{API}/relations",
-            summary="Add a relation (201; 200 when it existed)",
+            summary="Add a relation (201; 200 when it existed; 409 for a ward as its own guardian)",
             handler=_add_relation,
             response=RelationAdded,
             statuses=(201, 200),
-            errors=(413, 501, 503),
+            errors=(409, 413, 501, 503),
             body=RelationBody,
         ),
         Operation(
             method="DELETE",
             path=f"{API}/relations",
-            summary="Remove a relation, named by the body or by the query",
+            summary="Remove a relation, named by the body",
             handler=_remove_relation,
             response=RelationRemoved,
             errors=(404, 413, 501, 503),
-            query=relation_query,
             body=RelationBody,
-            body_required=False,
         ),
         Operation(
             method="GET",
