@@ -157,11 +157,12 @@ async def serve(
                         await nursery.start(accept, handle)
                     else:
                         await nursery.start(operations.run)
+                        # the admin listener first: "listening on" means both are up
+                        admin_port = await operations.start_admin(admin_nursery)
                         routes = operations.public_routes()
                         port = await _serve_websocket(
                             nursery, handle, config, counters, routes, listeners
                         )
-                        admin_port = await operations.start_admin(admin_nursery)
                     operations.readiness.listening = True
                     task_status.started(
                         Server(

@@ -24,7 +24,7 @@ from protocol import (
     encode_event,
 )
 
-from ._state import GUARDIAN, HOST, LIVE, Participant
+from ._state import AWAY, GUARDIAN, HOST, LIVE, Participant
 from ._views import participant_view
 
 if TYPE_CHECKING:
@@ -70,13 +70,21 @@ def on_live_start(actor: SessionActor, cmd: Command, req: LiveStart) -> None:
 
 
 def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
-    """A guardian's connection asks for its seat in a live session (it connected after the
-    start, or reconnected without a resume): the seat it had, or a new one."""
+    """A guardian's connection, just after its ``hello``, asks for its seat: a new one, or the
+    one its user holds on another connection (another tab: taken over, as a join would).
+
+    A seat in its grace period is left alone: the client that dropped resumes it with its
+    token (``session:resume``) and gets what it missed replayed. Should the grace run out
+    first, :func:`reseat_guardian` seats the user's newest connection afresh.
+    """
     st = actor.state
     peer = cmd.peer
     if st.kind != LIVE or peer.user_id not in (st.allowed_users or ()):
         raise ProtocolError(ErrorCode.FORBIDDEN, "not a guardian of this live session")
     seat = next((p for p in st.participants.values() if p.user_id == peer.user_id), None)
+    if seat is not None and seat.presence == AWAY:
+        actor.answer(cmd, Empty())  # not seated: the resume will be
+        return
     if seat is not None:
         actor.seats.take(seat, peer)
         token = actor.seats.rotate_token(seat)
@@ -86,6 +94,20 @@ def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
     cmd.seat = seat.id
     actor.answer(cmd, Empty())
     _notify_guardian(actor, peer, seat, token)
+
+
+def reseat_guardian(actor: SessionActor, user: str) -> None:
+    """A guardian's seat was given up at the end of its grace while the user is connected on
+    another link (which left the old seat for a resume that never came): seat that link."""
+    peers = actor.directory.peers_of(user)
+    if actor.closed or not peers or user not in (actor.state.allowed_users or ()):
+        return
+    seat, token = actor.seats.new(peers[-1], GUARDIAN)
+    if peers[-1].seat_granted(actor.handle, seat.id):
+        _announce(actor, seat, peers[-1])
+        _notify_guardian(actor, peers[-1], seat, token)
+    else:
+        del actor.state.participants[seat.id]
 
 
 def on_live_stop(actor: SessionActor, cmd: Command, req: LiveStop) -> None:
@@ -107,15 +129,8 @@ def set_guardians(actor: SessionActor, guardians: tuple[str, ...]) -> None:
             actor.seats.remove(seat.id, "removed")
     seated = {p.user_id for p in st.participants.values()}
     for user in guardians:
-        peers = actor.directory.peers_of(user)
-        if user in seated or not peers:
-            continue
-        seat, token = actor.seats.new(peers[-1], GUARDIAN)
-        if peers[-1].seat_granted(actor.handle, seat.id):
-            _announce(actor, seat, peers[-1])
-            _notify_guardian(actor, peers[-1], seat, token)
-        else:
-            del st.participants[seat.id]
+        if user not in seated:
+            reseat_guardian(actor, user)
 
 
 def _seat_connected(actor: SessionActor, user: str) -> tuple[Participant, str] | None:

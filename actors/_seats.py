@@ -32,7 +32,8 @@ from protocol import (
     secret_matches,
 )
 
-from ._state import ACTIVE, AWAY, HIBERNATING, HOST, LIVE, ONLINE, Participant
+from ._live import reseat_guardian
+from ._state import ACTIVE, AWAY, GUARDIAN, HIBERNATING, HOST, LIVE, ONLINE, Participant
 
 if TYPE_CHECKING:
     from ._messages import Peer
@@ -68,7 +69,10 @@ class Seats:
             return True
         due = [pid for pid, deadline in self._deadlines.items() if now >= deadline]
         for pid in due:
+            seat = actor.state.participants[pid]
             self.remove(pid, "timeout")
+            if seat.role == GUARDIAN:
+                reseat_guardian(actor, seat.user_id)
         return bool(due)
 
     # ---------------------------------------------------------------- seats

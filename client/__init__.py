@@ -1,6 +1,8 @@
 """A Python client for trio-sessions, with automatic reconnection that loses no event."""
 
 from ._api import Requests as Requests
+from ._auth import REFRESH_AT as REFRESH_AT
+from ._auth import TokenProvider as TokenProvider
 from ._backoff import Backoff as Backoff
 from ._client import Client as Client
 from ._connect import connect as connect

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from protocol import Empty, Reply, RoomReply, SeatReply, SeqReply, VersionReply
+from protocol import Empty, LiveReply, Reply, RoomReply, SeatReply, SeqReply, VersionReply
 
 _R = TypeVar("_R")
 
@@ -38,16 +38,36 @@ class Requests:
         participants_can_write_state: bool = False,
         fresh: bool = False,
         meta: dict[str, Any] | None = None,
+        another: bool = False,
+        allowed_users: list[str] | None = None,
+        anonymous: bool = False,
     ) -> SeatReply:
         """Open a session as its host (or get back the one this user hosts, ``reused``).
 
-        ``fresh`` closes the session this user already hosts and opens a new one.
+        ``fresh`` closes the session this user already hosts and opens a new one; ``another``
+        opens one more beside it (``session_limit`` past the server's ``max_sessions_per_host``).
+        ``allowed_users``: only these user ids may join (the host always may); ``anonymous``:
+        anonymous connections may join. Options left at their defaults are not sent.
         """
-        fields = _fields(state=state, meta=meta)
+        fields = _fields(state=state, meta=meta, allowed_users=allowed_users)
         fields["participants_can_write_state"] = participants_can_write_state
-        if fresh:
-            fields["fresh"] = True
+        for flag, value in (("fresh", fresh), ("another", another), ("anonymous", anonymous)):
+            if value:
+                fields[flag] = True
         return await self._typed(SeatReply, "session:create", fields)
+
+    async def start_live(
+        self, state: dict[str, Any] | None = None, meta: dict[str, Any] | None = None
+    ) -> LiveReply:
+        """Go live as a ward: open a live session that only the guardians the server knows for
+        this user watch (they are seated by the server). The reply is this client's host seat,
+        with ``guardians`` and ``connected_guardians``; a ``live:started`` notice follows.
+        Needs a signed-in user (``forbidden`` otherwise); ``already_live`` while live."""
+        return await self._typed(LiveReply, "live:start", _fields(state=state, meta=meta))
+
+    async def stop_live(self, *, session: str | None = None) -> None:
+        """Ward: end the live session (everyone gets ``session:closed``, ``manual_stop``)."""
+        await self._typed(Empty, "live:stop", _fields(session=session))
 
     async def join(self, code: str, meta: dict[str, Any] | None = None) -> SeatReply:
         """Join a session by code; returns the seat and the session's snapshot."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,19 +21,24 @@ import trio
 from protocol import (
     ABNORMAL_CLOSURE,
     REPLY_TYPES,
+    AuthReply,
     Empty,
+    Event,
+    GuardianLiveStarted,
     HelloReply,
     Reply,
     ResumeReply,
     SeatEnded,
     SeatReply,
     SeqReply,
+    SessionClosed,
     decode_event,
     decode_reply,
     encode,
 )
 
 from ._api import Requests
+from ._auth import TokenProvider, Tokens
 from ._backoff import Backoff
 from ._errors import ConnectionLost, LinkClosed, RequestError
 from ._events import ClientEvent, ConnectionEvent, ConnectionState
@@ -62,9 +69,11 @@ class Client(Requests, Reconnecting):
     drops before their reply (the request may or may not have been applied) or the client has
     given up, and :class:`RequestError` when the server refuses them.
 
-    Events (typed :mod:`protocol` events, :class:`protocol.SeatEnded` notices and
+    Events (typed :mod:`protocol` events, notices such as :class:`protocol.SeatEnded`,
+    :class:`protocol.GuardianLiveStarted` and :class:`protocol.UserNotice`, and
     :class:`ConnectionEvent`) arrive on :attr:`events`, a bounded channel: consume it, or the
-    reader waits and replies stall. :attr:`seats` holds the seats this client has taken.
+    reader waits and replies stall. :attr:`seats` holds the seats this client has taken, and
+    those the server gave it (a guardian's seat in a ward's live session).
     """
 
     def __init__(
@@ -77,7 +86,11 @@ class Client(Requests, Reconnecting):
         event_buffer: int,
         connect_timeout: float = CONNECT_TIMEOUT,
         on_event: Callable[[ClientEvent], None] | None = None,
+        token_provider: TokenProvider | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        if token is not None and token_provider is not None:
+            raise ValueError("pass token or token_provider, not both")
         self.user_id: str | None = None
         self.heartbeat_interval = 25.0  # seconds; the server's value once connected
         self.seats = SeatTracker()
@@ -85,7 +98,12 @@ class Client(Requests, Reconnecting):
         self._events, self.events = trio.open_memory_channel[ClientEvent](event_buffer)
         self._handler = on_event  # the application's, instead of the events channel
         self._opener = opener
-        self._hello = {k: v for k, v in (("token", token), ("name", name)) if v is not None}
+        self._hello = {} if name is None else {"name": name}
+        self._tokens = Tokens(token, token_provider)
+        self._wall = wall  # only to read the server's expires_at; timers run on Trio's clock
+        self._refused: RequestError | None = None
+        self._expires = self._refresh_at = math.inf
+        self._refresh_timer: trio.CancelScope | None = None
         self._backoff = backoff
         self._connect_timeout = connect_timeout
         self._pending: dict[int, _Pending] = {}
@@ -129,6 +147,19 @@ class Client(Requests, Reconnecting):
         """Send any request and return its reply's ``data`` as a dict."""
         pending = await self._request_on(await self._current_link(), kind, fields)
         return pending.data or {}
+
+    async def refresh_token(self, token: str) -> AuthReply:
+        """Hand the server a fresh token for the same user before the current one expires
+        (``auth:refresh``); with a fixed ``token`` it is also the token of every later
+        ``hello`` (a ``token_provider`` is asked anew for each).
+
+        With a ``token_provider`` the client refreshes by itself. Raises :class:`RequestError`
+        (``unauthorized``: a bad token; ``forbidden``: another user's) and then the current
+        token still runs out when it would have.
+        """
+        reply = await self._typed(AuthReply, "auth:refresh", {"token": token})
+        self._tokens.token = token
+        return reply
 
     async def _call(self, kind: str, fields: dict[str, Any]) -> Reply:
         pending = await self._request_on(await self._current_link(), kind, fields)
@@ -209,6 +240,9 @@ class Client(Requests, Reconnecting):
         if isinstance(reply, HelloReply):
             self.user_id = reply.user_id
             self.heartbeat_interval = reply.heartbeat_interval
+            self._arm_expiry(reply.expires_at)
+        elif isinstance(reply, AuthReply):
+            self._arm_expiry(reply.expires_at)
         elif isinstance(reply, SeatReply):
             self.seats.seated(reply)
         elif isinstance(reply, ResumeReply):
@@ -228,18 +262,23 @@ class Client(Requests, Reconnecting):
             self.seats.ended(pending.session)
 
     async def _on_event(self, message: dict[str, Any]) -> None:
-        kind, session, seq = message.get("type"), message.get("session"), message.get("seq")
-        if kind == SeatEnded.TYPE and isinstance(session, str):
-            self.seats.ended(session)
-            notice = SeatEnded(session=session, reason=str(message.get("reason", "")))
-            await self._emit(notice)
-            return
-        if isinstance(session, str):
-            if isinstance(seq, int):
+        try:
+            event = decode_event(message)
+        except Exception as exc:  # a known type with fields this client cannot read: pass it on
+            logger.warning("client %s: unreadable %s: %r", self.user_id, message.get("type"), exc)
+            event = None
+        if isinstance(event, Event):
+            self.seats.observe(event.session, event.seq)
+            if isinstance(event, SessionClosed):
+                self.seats.ended(event.session)
+        elif isinstance(event, SeatEnded):
+            self.seats.ended(event.session)
+        elif isinstance(event, GuardianLiveStarted):
+            self.seats.seated(event)  # tracked, and resumed after a drop, as a joined seat
+        elif event is None:  # an event type this client does not know: still count its seq
+            session, seq = message.get("session"), message.get("seq")
+            if isinstance(session, str) and isinstance(seq, int):
                 self.seats.observe(session, seq)
-            if kind == "session:closed":
-                self.seats.ended(session)
-        event = decode_event(message)
         await self._emit(message if event is None else event)
 
     async def _emit(self, event: ClientEvent) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._events import LostReason
 
 
 class RequestError(Exception):
@@ -23,7 +26,16 @@ class RequestError(Exception):
 
 
 class ConnectionLost(Exception):
-    """The request's connection dropped before its reply, or the client gave up for good."""
+    """The request's connection dropped before its reply, or the client gave up for good.
+
+    ``cause`` (a :class:`client.LostReason`, ``None`` for a mere drop) says why the client gave
+    up: :func:`client.connect` raises it with ``UNAUTHORIZED`` when the server refuses the
+    token, ``GAVE_UP`` when no link came up within ``Backoff.give_up_after``.
+    """
+
+    def __init__(self, message: str, cause: LostReason | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class LinkClosed(Exception):

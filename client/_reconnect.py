@@ -1,22 +1,34 @@
 """The link's life: open, ``hello``, resume every seat, serve, and on a drop back off and again.
 
-Each step of a (re)connect (opening the link with its WebSocket handshake, ``hello``, each
-``session:resume``) must finish within ``connect_timeout`` on Trio's clock; a step that does not,
-or fails, sends the client back into backoff (exponential, full jitter). A 4002 close (the seat
-was taken over elsewhere), every seat's resume being refused, or ``give_up_after`` without a
-link end it for good with a ``lost`` :class:`ConnectionEvent` carrying a :class:`LostReason`.
+Each step of a (re)connect (getting a token from the provider, opening the link with its
+WebSocket handshake, ``hello``, each ``session:resume``) must finish within ``connect_timeout``
+on Trio's clock; a step that does not, or fails, sends the client back into backoff
+(exponential, full jitter; ``Backoff.busy`` longer after a 1013 "try again later").
+
+What ends it for good, with a ``lost`` :class:`ConnectionEvent` carrying a :class:`LostReason`
+(or, before the first link, :class:`ConnectionLost` out of :func:`client.connect`): a 4002 close
+(the seat was taken over elsewhere); a refused token (4004), at once with a fixed token, after
+one more try with a fresh one from the token provider; a 4005 (token expired) without a token
+provider; any other refused ``hello``; every seat's resume being refused; ``give_up_after``
+without a link. A 4005 with a provider is a drop like any other: reconnect with a fresh token
+and resume.
+
+While a link serves, the token is refreshed (``auth:refresh``) after ``REFRESH_AT`` of its
+remaining life, with a new token from the provider.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
 
 from protocol import ABNORMAL_CLOSURE, CloseCode, ErrorCode, encode
 
+from ._auth import Tokens, TokenUnavailable, refresh_deadline, seconds_left
 from ._backoff import Backoff
 from ._errors import ConnectionLost, RequestError
 from ._events import ClientEvent, ConnectionEvent, ConnectionState, LostReason
@@ -46,7 +58,13 @@ class Reconnecting:
     seats: SeatTracker
     _events: trio.MemorySendChannel[ClientEvent]
     _opener: Opener
-    _hello: dict[str, str]
+    _hello: dict[str, str]  # the hello's fields but the token (its ``name``)
+    _tokens: Tokens
+    _wall: Callable[[], float]
+    _refused: RequestError | None  # the last attempt's hello refusal
+    _expires: float  # Trio time the token runs out (inf: never)
+    _refresh_at: float  # Trio time to send auth:refresh (inf: never)
+    _refresh_timer: trio.CancelScope | None  # the refresher's wait, whose deadline moves
     _backoff: Backoff
     _connect_timeout: float
     _link: Link | None
@@ -73,13 +91,14 @@ class Reconnecting:
         started = False
         attempt = 0
         down_since: float | None = None
+        new_token_tried = False  # after a refused token: the provider's next one had its try
         with self._events:
             while True:
                 up = False
                 async with trio.open_nursery() as nursery:
                     up = await self._attempt(nursery)
                     if up:
-                        attempt, down_since = 0, None
+                        attempt, down_since, new_token_tried = 0, None, False
                         if not started:
                             started = True
                             task_status.started()
@@ -88,23 +107,55 @@ class Reconnecting:
                 self._link = None
                 if self._closing or self._lost is not None:
                     return
-                if self._close_code == CloseCode.REPLACED:
-                    reason = "replaced by a newer connection"
-                    await self._give_up(LostReason.REPLACED, reason)
-                    return
+                stop = self._final(new_token_tried)
+                if stop is None and self._unauthorized():
+                    new_token_tried = True  # the provider gets one more try
                 now = trio.current_time()
+                just_dropped = down_since is None
                 if down_since is None:
                     down_since = now
-                    if started:
-                        await self._emit(ConnectionEvent(ConnectionState.RECONNECTING))
                 limit = self._backoff.give_up_after
-                if limit is not None and now - down_since >= limit:
+                if stop is None and limit is not None and now - down_since >= limit:
+                    stop = LostReason.GAVE_UP, f"no connection for {limit}s", None
+                if stop is not None:
+                    cause, reason, error_code = stop
                     if not started:
-                        raise ConnectionLost(f"could not connect within {limit}s")
-                    await self._give_up(LostReason.GAVE_UP, f"no connection for {limit}s")
+                        raise ConnectionLost(reason, cause)
+                    await self._give_up(cause, reason, error_code)
                     return
-                await trio.sleep(self._backoff.delay(attempt))
+                if just_dropped and started:
+                    event = ConnectionEvent(ConnectionState.RECONNECTING, code=self._close_code)
+                    await self._emit(event)
+                busy = self._close_code == CloseCode.TRY_AGAIN_LATER or (
+                    self._refused is not None and self._refused.code == ErrorCode.RATE_LIMITED
+                )
+                await trio.sleep(self._backoff.delay(attempt, busy=busy))
                 attempt += 1
+
+    def _unauthorized(self) -> bool:
+        """The last link ended because the server refused its token (4004)."""
+        refused = self._refused
+        return self._close_code == CloseCode.UNAUTHORIZED or (
+            refused is not None and refused.code == ErrorCode.UNAUTHORIZED
+        )
+
+    def _final(self, new_token_tried: bool) -> tuple[LostReason, str, str | None] | None:
+        """Why the link that just ended means giving up for good; ``None`` to reconnect."""
+        refused = self._refused
+        if self._close_code == CloseCode.REPLACED:
+            return LostReason.REPLACED, "replaced by a newer connection", None
+        if self._unauthorized():
+            if self._tokens.provider is not None and not new_token_tried:
+                return None  # reconnect once with a fresh token from the provider
+            why = refused.message if refused is not None else "token refused"
+            return LostReason.UNAUTHORIZED, f"hello refused: {why}", ErrorCode.UNAUTHORIZED
+        if refused is not None and refused.code != ErrorCode.RATE_LIMITED:
+            reason = f"hello refused: {refused.code}: {refused.message}"
+            return LostReason.HELLO_REFUSED, reason, refused.code
+        if self._close_code == CloseCode.TOKEN_EXPIRED and self._tokens.provider is None:
+            reason = "token expired, and no token provider to get a fresh one"
+            return LostReason.TOKEN_EXPIRED, reason, None
+        return None
 
     async def _attempt(self, nursery: trio.Nursery) -> bool:
         """Open a link, say hello and resume every seat; ``True`` once the link serves.
@@ -113,17 +164,25 @@ class Reconnecting:
         each step begins): a server that accepts TCP and then stays silent, or closes without
         answering, costs one timeout and then a backoff, never a hang.
         """
+        self._close_code, self._refused = ABNORMAL_CLOSURE, None
         with trio.move_on_after(self._connect_timeout) as step:
             try:
+                token = await self._tokens.fresh()
+                step.deadline = trio.current_time() + self._connect_timeout
                 link = await self._opener(nursery)
-                self._close_code = ABNORMAL_CLOSURE
                 self._last_heard = self._last_sent = trio.current_time()
                 nursery.start_soon(self._read_loop, link, nursery.cancel_scope)
                 step.deadline = trio.current_time() + self._connect_timeout
-                await self._request_on(link, "hello", self._hello)
+                hello = self._hello if token is None else {"token": token, **self._hello}
+                try:
+                    await self._request_on(link, "hello", hello)
+                except RequestError as refused:  # the server closes the link after it
+                    logger.info("client: hello refused: %s", refused)
+                    self._refused = refused
+                    return False
                 if not await self._resume_all(link, step):
                     return False
-            except (OSError, ConnectionLost) as error:
+            except (OSError, ConnectionLost, TokenUnavailable) as error:
                 logger.info("client %s: connecting failed: %s", self.user_id, error)
                 return False
         if step.cancelled_caught:
@@ -132,20 +191,29 @@ class Reconnecting:
             )
             return False
         nursery.start_soon(self._ping_loop, link, nursery.cancel_scope)
+        nursery.start_soon(self._refresh_loop, link)
         self._link = link
         self._ready.set()
         return True
 
     async def _resume_all(self, link: Link, step: trio.CancelScope) -> bool:
-        """One ``session:resume`` per seat held; ``False`` when the client gave up."""
-        seats = list(self.seats)
-        if not seats:
-            await self._emit(ConnectionEvent(ConnectionState.CONNECTED))
-            return True
+        """One ``session:resume`` per seat held; ``False`` when the client gave up.
+
+        Each resumed seat is announced by a ``RESUMED`` event (emitted as its reply is read);
+        when none was, a ``CONNECTED`` event says the link is up.
+        """
+        resumed = 0
         refused: list[tuple[Seat, RequestError]] = []
-        for seat in seats:
+        for seat in list(self.seats):
+            # A guardian's seat may be back already: the server seats a guardian's connection
+            # in its wards' live sessions at hello, with a new token (guardian:liveStarted),
+            # which also makes the resume with the old token fail: that refusal is no loss.
+            if self.seats.get(seat.code) is not seat:
+                continue
             error = await self._resume(link, seat, step)
-            if error is not None and self.seats.ended(seat.code) is not None:
+            if error is None:
+                resumed += 1
+            elif self.seats.drop(seat):
                 refused.append((seat, error))
         for seat, error in refused:
             reason = f"resume refused: {error.code}"
@@ -160,6 +228,8 @@ class Reconnecting:
                 error_code=error.code,
             )
             await self._emit(event)
+        if not resumed:
+            await self._emit(ConnectionEvent(ConnectionState.CONNECTED))
         return True
 
     async def _resume(self, link: Link, seat: Seat, step: trio.CancelScope) -> RequestError | None:
@@ -184,6 +254,52 @@ class Reconnecting:
             else:
                 return None
         raise ConnectionLost(f"seat in {seat.code} still busy")
+
+    # ---------------------------------------------------------------- token expiry
+
+    def _arm_expiry(self, expires_at: str | None) -> None:
+        """The server says the connection's token runs out at ``expires_at`` (``None``: never):
+        time the refresh (with a token provider) on Trio's clock."""
+        now = trio.current_time()
+        if expires_at is None:
+            self._expires = self._refresh_at = math.inf
+        else:
+            left = seconds_left(expires_at, self._wall)
+            self._expires = now + left
+            self._refresh_at = math.inf
+            if self._tokens.provider is not None:
+                self._refresh_at = refresh_deadline(now, left)
+        if self._refresh_timer is not None:
+            self._refresh_timer.deadline = self._refresh_at
+
+    async def _refresh_loop(self, link: Link) -> None:
+        """Send ``auth:refresh`` with a fresh token from the provider whenever one is due."""
+        while True:
+            with trio.CancelScope(deadline=self._refresh_at) as timer:
+                self._refresh_timer = timer
+                await trio.sleep_forever()
+            self._refresh_timer = None
+            self._refresh_at = math.inf  # re-armed by the reply, or by a retry below
+            try:
+                with trio.fail_after(self._connect_timeout):  # a provider that hangs is a failure
+                    token = await self._tokens.fresh()
+                assert token is not None  # only a provider arms a refresh
+                await self._request_on(link, "auth:refresh", {"token": token})
+            except (RequestError, TokenUnavailable, trio.TooSlowError) as error:
+                now = trio.current_time()
+                self._refresh_at = refresh_deadline(now, self._expires - now, retry=True)
+                logger.warning(
+                    "client %s: token refresh failed (%s); %s",
+                    self.user_id,
+                    error,
+                    "retrying"
+                    if self._refresh_at < math.inf
+                    else "the link will close at expiry (4005) and reconnect",
+                )
+            except ConnectionLost:
+                return  # the link is gone; the next one says hello with a fresh token
+
+    # ---------------------------------------------------------------- the end
 
     async def _give_up(self, cause: LostReason, reason: str, error_code: str | None = None) -> None:
         logger.info("client %s: giving up: %s", self.user_id, reason)

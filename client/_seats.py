@@ -76,7 +76,9 @@ class SeatTracker:
         return self._seats.get(code.upper())
 
     def seated(self, reply: SeatReply) -> Seat:
-        """A ``session:create`` or ``session:join`` succeeded: a new seat (or a fresh token)."""
+        """A new seat (or a fresh token for one held): a ``session:create``, ``session:join`` or
+        ``live:start`` succeeded, or the server seated this connection as a guardian
+        (``guardian:liveStarted``, which carries the same fields)."""
         seat = Seat(
             code=reply.code,
             participant_id=reply.participant_id,
@@ -107,6 +109,13 @@ class SeatTracker:
         seat = self.get(session)
         if seat is not None:
             seat.last_seq = max(seat.last_seq, seq)
+
+    def drop(self, seat: Seat) -> bool:
+        """Forget ``seat`` if it is still the one held in its session (not re-seated since)."""
+        if self._seats.get(seat.code) is not seat:
+            return False
+        del self._seats[seat.code]
+        return True
 
     def ended(self, session: str | None) -> Seat | None:
         """The seat is gone (left, session closed, replaced, resume refused); returns it."""

@@ -393,13 +393,18 @@ class Connection:
             return None
 
     def _expiry(self, identity: Identity) -> str | None:
-        """Arm the expiry of the connection's token; its display time (``None``: none)."""
+        """Arm the expiry of the connection's token; its display time (``None``: none).
+
+        The connection lasts as long as the token is accepted: until ``exp`` plus the leeway
+        (a token accepted within the leeway is not closed at once). The display time is the
+        token's own ``exp``, which a client refreshes ahead of.
+        """
         if identity.expires_at is None:
             self._expires = math.inf
             return None
         env = self._gateway.env
         left = identity.expires_at - env.wall()
-        self._expires = trio.current_time() + left
+        self._expires = trio.current_time() + left + self._config.jwt_leeway
         return env.iso(left)
 
     def _log_fields(self) -> dict[str, str]:

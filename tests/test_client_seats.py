@@ -1,11 +1,16 @@
-"""The client's sans-IO seat tracker: positions, replay accounting and resume bookkeeping."""
+"""The client's sans-IO parts: the seat tracker (positions, replay accounting, resume
+bookkeeping) and the token refresh schedule."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from client import SeatTracker
-from protocol import ResumeReply, SeatReply
+import attrs
+
+from client import REFRESH_AT, SeatTracker
+from client._auth import refresh_deadline
+from protocol import GuardianLiveStarted, ResumeReply, SeatReply
 
 
 def seat_reply(code: str = "ABCD", seq: int = 3, **overrides: Any) -> SeatReply:
@@ -100,3 +105,29 @@ def test_joining_again_replaces_the_seat_and_its_token() -> None:
     seats.seated(seat_reply("BBBB", seq=1))
     again = seats.seated(seat_reply("AAAA", seq=8, resume_token="AAAA.p_me.new"))
     assert seats.get(None) is again and again.token == "AAAA.p_me.new" and len(seats) == 2
+
+
+def test_a_guardian_seat_given_by_the_server_is_tracked_like_a_joined_one() -> None:
+    seats = SeatTracker()
+    reply = attrs.asdict(seat_reply("LIVE", seq=4, role="guardian"), recurse=False)
+    notice = GuardianLiveStarted(**reply, ward_id="u_ward", session="LIVE")
+    seat = seats.seated(notice)
+    assert (seat.role, seat.last_seq, seat.token) == ("guardian", 4, "LIVE.p_me.secret")
+    assert seat.resume_fields() == {"token": "LIVE.p_me.secret", "last_seq": 4, "epoch": "e1"}
+
+
+def test_a_seat_is_dropped_only_if_it_was_not_given_again_meanwhile() -> None:
+    seats = SeatTracker()
+    old = seats.seated(seat_reply("LIVE", seq=4))
+    new = seats.seated(seat_reply("LIVE", seq=9, resume_token="LIVE.p_me.rotated"))
+    assert seats.drop(old) is False and seats.get("LIVE") is new  # a resume with the old token
+    assert seats.drop(new) is True and seats.get("LIVE") is None
+    assert seats.drop(new) is False
+
+
+def test_when_a_token_is_refreshed() -> None:
+    assert refresh_deadline(100.0, 60.0) == 100.0 + REFRESH_AT * 60.0
+    assert refresh_deadline(100.0, -5.0) == math.inf  # past its expiry: reconnect instead
+    assert refresh_deadline(100.0, 10.0, retry=True) == 108.0
+    assert refresh_deadline(100.0, 1.1, retry=True) == 101.0  # no sooner than a second
+    assert refresh_deadline(100.0, 0.9, retry=True) == math.inf  # too late: let it expire

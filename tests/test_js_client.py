@@ -1,7 +1,9 @@
 """The JavaScript client (clients/js/): its Node test suite, and its type check.
 
 ``node --test clients/js/test/`` starts a real ``python server.py`` per suite and drives the ES
-module through drops, blackholes, replay, snapshots and reloads (see clients/js/test/). Node 20
+module through drops, blackholes, replay, snapshots and reloads, and, against a server with a
+key, through token refresh, close codes 4004 / 4005 / 1013, live sessions and user notices (see
+clients/js/test/). Node 20
 needs ``--experimental-websocket`` for its built-in WebSocket; Node 22+ has it on by default.
 The type check (``tsc --noEmit``: the module against trio-sessions.d.ts) runs when TypeScript
 is installed (``npm ci --prefix clients/js``).

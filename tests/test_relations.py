@@ -33,7 +33,7 @@ from tests.test_store import change
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = 20.0  # seconds of real time any one test may take before it fails instead of hanging
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-CLI = "import sys; from store import relations_main; sys.exit(relations_main(sys.argv[1:]))"
+CLI = "import sys; from server import main; main(['relations', *sys.argv[1:]])"  # trio-sessions relations
 
 # The layout schema version 1 created (the store before relations), statement for statement.
 V1_LAYOUT = (
@@ -388,7 +388,8 @@ def test_the_store_comes_from_the_environment_by_default(
 
 
 def test_the_command_runs_as_a_process(db: Path) -> None:
-    """Exit statuses and output as a shell sees them."""
+    """Exit statuses and output as a shell sees them, through the server's command line
+    (``trio-sessions relations ...``)."""
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

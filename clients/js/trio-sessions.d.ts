@@ -14,6 +14,18 @@ export declare const ConnectionState: Readonly<{
 /** The close code for "this seat was taken by a newer connection": the client never reconnects. */
 export declare const REPLACED: 4002;
 
+/** The close codes the client acts on (docs/reconnection.md, docs/js-client.md). */
+export declare const CloseCode: Readonly<{
+  /** Too many connections from this address or user: reconnect after a longer backoff (`backoff.busy`). */
+  TRY_AGAIN_LATER: 1013;
+  /** Another connection has the seat: never reconnect. */
+  REPLACED: 4002;
+  /** The token was refused: never again with the same token (a `token` function gets one more try). */
+  UNAUTHORIZED: 4004;
+  /** The token expired: reconnect with a fresh one from the `token` function (else `lost`). */
+  TOKEN_EXPIRED: 4005;
+}>;
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
@@ -29,6 +41,8 @@ export interface BackoffOptions {
   base?: number;
   /** Milliseconds. Default 30000. */
   cap?: number;
+  /** Milliseconds added to the delay after a 1013 close (try again later). Default 5000. */
+  busy?: number;
   /** Milliseconds without a connection before giving up (`lost`); default null: never. */
   giveUpAfter?: number | null;
   /** A [0, 1) generator, for reproducible delays. Default Math.random. */
@@ -48,9 +62,16 @@ export interface WebSocketLike {
   onmessage: ((event: { data: any }) => void) | null;
 }
 
+/** Returns a fresh hello token (e.g. a JWT from your backend); may be async. */
+export type TokenFunction = () => string | Promise<string>;
+
 export interface ConnectOptions {
-  /** Identity token sent in `hello`: the same token is the same user (one seat, one hosted session). */
-  token?: string;
+  /**
+   * Identity token sent in `hello`: the same token is the same user (one seat, one hosted session).
+   * A function is called for a fresh token before every `hello` (each connect and reconnect) and,
+   * when the token expires, after 80% of its remaining life to send `auth:refresh`.
+   */
+  token?: string | TokenFunction;
   /** Display name sent in `hello` (1-64 characters). */
   name?: string;
   /** Where the seat (resume token, epoch, lastSeq) is kept. Default: sessionStorage, or memory. `null`: memory only. */
@@ -68,11 +89,14 @@ export interface ConnectOptions {
   sendSessionField?: boolean;
 }
 
+export type Role = "host" | "participant" | "guardian";
+
 export interface Participant {
   id: string;
   name: string;
-  role: "host" | "participant";
+  role: Role;
   presence: "online" | "away";
+  meta?: JsonObject;
 }
 
 export interface Room {
@@ -81,13 +105,15 @@ export interface Room {
   members: string[];
 }
 
-/** The seat this client holds: what resuming needs. */
+/** A seat this client holds: what resuming needs. */
 export interface Seat {
   token: string;
   epoch: string;
   code: string;
   participantId: string;
-  role: "host" | "participant";
+  role: Role;
+  /** For a guardian's seat in a live session: the ward's user id. */
+  wardId?: string;
 }
 
 /** The session as this client knows it, kept current from events. */
@@ -103,7 +129,7 @@ export interface SessionView {
 /** The reply to `session:create` / `session:join`: the seat and a snapshot. */
 export interface SeatReply {
   participant_id: string;
-  role: "host" | "participant";
+  role: Role;
   resume_token: string;
   code: string;
   status: "active" | "hibernating";
@@ -115,8 +141,33 @@ export interface SeatReply {
   seq: number;
   epoch: string;
   started_at: string;
+  /** `"session"`, or `"live"` for a ward's live session. */
+  kind?: "session" | "live";
+  meta?: JsonObject;
   reused?: boolean;
   [field: string]: unknown;
+}
+
+/** The reply to `live:start`: the ward's host seat, who may watch, and who was seated at once. */
+export interface LiveReply extends SeatReply {
+  guardians: string[];
+  connected_guardians: string[];
+}
+
+/** The reply to `auth:refresh`. */
+export interface AuthReply {
+  user_id: string;
+  /** When the new token expires (ISO 8601); absent if it does not. */
+  expires_at?: string;
+}
+
+/** A guardian's seat that the server gave this client in a ward's live session, kept current like the own seat. */
+export interface WatchedSession {
+  readonly seat: Seat & { role: "guardian"; wardId: string };
+  readonly lastSeq: number;
+  readonly session: SessionView;
+  readonly state: JsonObject | null;
+  readonly version: number;
 }
 
 export interface RoomReply {
@@ -135,7 +186,7 @@ interface EventBase<T extends string> {
 
 export type ServerEvent =
   | (EventBase<"session:participantJoined"> & { participant: Participant })
-  | (EventBase<"session:participantLeft"> & { participant_id: string; reason: "left" | "timeout" | string })
+  | (EventBase<"session:participantLeft"> & { participant_id: string; reason: "left" | "timeout" | "removed" | string })
   | (EventBase<"session:participantAway"> & { participant_id: string; until: string })
   | (EventBase<"session:participantBack"> & { participant_id: string })
   | (EventBase<"session:hibernating"> & { until: string; grace_s: number })
@@ -146,6 +197,17 @@ export type ServerEvent =
   | (EventBase<"state:updated"> & { version: number; by: string; state?: JsonObject; patch?: JsonObject })
   | (EventBase<"session:closed"> & { reason: string; duration_s: number; started_at: string; ended_at: string });
 
+/** Frames for this connection or user, outside every session's sequence (no `seq`, never replayed). */
+export type Notice =
+  /** A seat of this client is gone: taken over by a newer connection (`replaced`), or its resume was refused (`resume refused: <code>`) while other seats are held. */
+  | { type: "seat:ended"; session: string; reason: string }
+  /** To the ward, after the `live:start` reply. */
+  | { type: "live:started"; session: string; guardians: string[]; connected_guardians: string[] }
+  /** The server seated this client as a guardian in `ward_id`'s live session (`session`): now in `client.watching`. */
+  | (SeatReply & { type: "guardian:liveStarted"; role: "guardian"; ward_id: string; session: string })
+  /** For this user, on every connection of theirs (an invitation, a reminder, ...). */
+  | { type: "user:notice"; topic: string; data: Json; at: string };
+
 /** A change of connection state, delivered in order with the session's events. */
 export interface ConnectionEvent {
   type: "connection";
@@ -155,11 +217,13 @@ export interface ConnectionEvent {
   replayed?: number;
   /** After `resumed`: the position after the resume. */
   seq?: number;
+  /** After `resumed`: the code of the session whose seat was resumed (one `resumed` per seat). */
+  session?: string;
   /** After `resumed` with `recovered: false`: the resume reply, a full snapshot. */
   snapshot?: Record<string, unknown> | null;
   /** Why: for `lost`, and for `connected` when a stored seat could not be resumed. */
   reason?: string;
-  /** For `reconnecting`: the close code of the link that dropped (1006: no close frame). */
+  /** For `reconnecting`: the close code of the link that dropped (1006: no close frame); for `lost`: the close code that ended it (4002, 4004, 4005), if one did. */
   code?: number;
 }
 
@@ -178,7 +242,7 @@ export interface ErrorEvent {
   error: { code: string; message: string; [field: string]: unknown };
 }
 
-export type ClientEvent = ServerEvent | ConnectionEvent | ResyncedEvent | ErrorEvent;
+export type ClientEvent = ServerEvent | Notice | ConnectionEvent | ResyncedEvent | ErrorEvent;
 export type ClientEventType = ClientEvent["type"];
 export type EventOf<T extends ClientEventType> = Extract<ClientEvent, { type: T }>;
 
@@ -195,7 +259,9 @@ export declare class RequestError extends Error {
 
 /** The link dropped before the reply (the request may or may not have applied), or the client is lost or closed. */
 export declare class ConnectionLost extends Error {
-  constructor(message: string);
+  constructor(message: string, code?: number);
+  /** The close code that ended the client for good, if one did (4002, 4004, 4005). */
+  readonly code?: number;
 }
 
 /** What a Client offers; the class below implements it (checked against trio-sessions.js by `npm run typecheck`). */
@@ -208,17 +274,37 @@ export interface ClientApi {
   heartbeatInterval: number;
   connectionState: ConnectionStateName | "connecting";
   lostReason: string | null;
-  seat: Seat | null;
-  /** Every event up to here has been received (or sent, for own messages). */
-  lastSeq: number;
-  session: SessionView | null;
+  /** The seat this client took (created, joined, or its live session as a ward). */
+  readonly seat: Seat | null;
+  /** Every event of that seat's session up to here has been received (or sent, for own messages). */
+  readonly lastSeq: number;
+  readonly session: SessionView | null;
   /** The session state, kept current: replies, events and merge patches applied. */
-  state: JsonObject | null;
-  version: number;
+  readonly state: JsonObject | null;
+  readonly version: number;
+  /** The guardian seats the server gave this client in its wards' live sessions, by session code. */
+  readonly watching: Record<string, WatchedSession>;
 
   request(type: string, fields?: Record<string, unknown>): Promise<any>;
-  createSession(options?: { state?: JsonObject; participantsCanWriteState?: boolean; fresh?: boolean; meta?: JsonObject }): Promise<SeatReply>;
+  createSession(options?: {
+    state?: JsonObject;
+    participantsCanWriteState?: boolean;
+    fresh?: boolean;
+    /** Open one more session beside those this user hosts (`session_limit` past the server's limit). */
+    another?: boolean;
+    /** Only these user ids may join (the host always may). */
+    allowedUsers?: string[];
+    /** Anonymous connections may join. */
+    anonymous?: boolean;
+    meta?: JsonObject;
+  }): Promise<SeatReply>;
   join(code: string, options?: { meta?: JsonObject }): Promise<SeatReply>;
+  /** Go live as a ward: the server seats this user's guardians; a `live:started` event follows. */
+  startLive(options?: { state?: JsonObject; meta?: JsonObject }): Promise<LiveReply>;
+  /** Ward: end the live session. */
+  stopLive(): Promise<void>;
+  /** `auth:refresh` with a fresh token for the same user (automatic with a token function). */
+  refreshToken(token: string): Promise<AuthReply>;
   leave(): Promise<void>;
   closeSession(): Promise<void>;
   createRoom(room: string, options?: { kind?: string; meta?: JsonObject }): Promise<RoomReply>;

@@ -1,10 +1,14 @@
 // trio-sessions: the JavaScript client. One dependency-free ES module for browsers and Node 20+.
 //
-// One loop owns the link's life: open (bounded), `hello` (bounded), `session:resume` when the
-// client holds a seat, serve, and on a drop back off (exponential, full jitter) and do it again.
-// Frames are handled in arrival order, so `lastSeq` is exact at every moment, the `resumed`
-// notice precedes the replayed events, and the seat (resume token, epoch, lastSeq) is written
-// to storage (sessionStorage by default) as it changes, so a reloaded page resumes its seat.
+// One loop owns the link's life: a token (from the `token` function, if given), open (bounded),
+// `hello` (bounded), one `session:resume` per seat held, serve, and on a drop back off
+// (exponential, full jitter; longer after 1013) and do it again. While a link serves, a token
+// that expires is refreshed (`auth:refresh`) after 80% of its remaining life.
+// Frames are handled in arrival order, so each seat's `lastSeq` is exact at every moment, a
+// `resumed` notice precedes its replayed events, and the seats (resume token, epoch, lastSeq) are
+// written to storage (sessionStorage by default) as they change, so a reloaded page resumes them.
+// Seats: the client's own (created, joined, or its live session as a ward) and, for a guardian,
+// those the server gives it in its wards' live sessions (`watching`).
 // Types: trio-sessions.d.ts beside this file. Guide: docs/js-client.md.
 
 /** @typedef {import("./trio-sessions.js").ClientApi} ClientApi */
@@ -23,13 +27,25 @@ export const ConnectionState = Object.freeze({
 
 /** Close codes the server uses for "another connection has this seat": never reconnect. */
 export const REPLACED = 4002;
+/** The close codes the client acts on (docs/reconnection.md). */
+export const CloseCode = Object.freeze({
+  TRY_AGAIN_LATER: 1013, // too many connections: reconnect after a longer backoff
+  REPLACED, // another connection has the seat: never reconnect
+  UNAUTHORIZED: 4004, // the token was refused: never again with the same token
+  TOKEN_EXPIRED: 4005, // the token expired: reconnect with a fresh one (a `token` function)
+});
 const SEAT_GONE = new Set(["unauthorized", "session_closed", "not_found"]);
 const SESSION_SCOPED = new Set([
   "session:leave", "session:close", "session:createRoom", "session:closeRoom",
-  "room:message", "state:set", "state:patch",
+  "room:message", "state:set", "state:patch", "live:stop",
 ]);
 const PING = JSON.stringify({ type: "ping" });
 const BACKLOG_LIMIT = 10_000; // events held until the first listener attaches
+// A token is refreshed once this share of its remaining life has passed: early enough that a
+// slow token endpoint, a clock skew of a fifth of the lifetime or a throttled timer still win.
+const REFRESH_AT = 0.8;
+const MIN_REFRESH_RETRY = 1000; // ms; a refused refresh is retried no sooner than this
+const MAX_TIMER = 2 ** 31 - 1; // ms; setTimeout fires at once past this
 const now = () => Date.now();
 
 /** The server refused a request (`ok: false`); `code` is the protocol's error code. */
@@ -43,11 +59,15 @@ export class RequestError extends Error {
   }
 }
 
-/** The link dropped before a reply (the request may or may not have applied), or the client is lost. */
+/**
+ * The link dropped before a reply (the request may or may not have applied), or the client is
+ * lost; `code` is the close code that ended it for good, when one did (4002, 4004, 4005).
+ */
 export class ConnectionLost extends Error {
-  constructor(message) {
+  constructor(message, code = undefined) {
     super(message);
     this.name = "ConnectionLost";
+    if (code !== undefined) this.code = code;
   }
 }
 
@@ -63,10 +83,13 @@ export function mergePatch(target, patch) {
   return out;
 }
 
-/** Milliseconds before reconnect attempt `attempt` (0-based): uniform in [0, min(cap, base * 2^attempt)]. */
-/** @param {number} attempt @param {BackoffOptions} [options] */
-export function backoffDelay(attempt, { base = 500, cap = 30_000, random = Math.random } = {}) {
-  return random() * Math.min(cap, base * 2 ** Math.min(attempt, 32));
+/**
+ * Milliseconds before reconnect attempt `attempt` (0-based): uniform in [0, min(cap, base * 2^attempt)],
+ * plus `busy` after the server said "try again later" (close 1013).
+ * @param {number} attempt @param {BackoffOptions} [options] @param {boolean} [tryLater]
+ */
+export function backoffDelay(attempt, { base = 500, cap = 30_000, busy = 5000, random = Math.random } = {}, tryLater = false) {
+  return random() * Math.min(cap, base * 2 ** Math.min(attempt, 32)) + (tryLater ? busy : 0);
 }
 
 /** A Storage-like map in memory: the default where there is no sessionStorage (Node). */
@@ -96,6 +119,134 @@ function deferred() {
 
 const byKey = (list, key) => Object.fromEntries((list ?? []).map((item) => [item[key], item]));
 
+/** `promise`, or a ConnectionLost once `ms` pass first. */
+function within(promise, ms, what) {
+  /** @type {any} */
+  let timer;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new ConnectionLost(`no ${what} within ${ms} ms`)), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * One seat and the session as seen from it: the resume token, epoch and position (`lastSeq`),
+ * the roster and rooms (`session`), and the state. Pure bookkeeping, fed in arrival order.
+ */
+class SeatView {
+  constructor() {
+    this.seat = null; // {token, epoch, code, participantId, role, wardId?} while seated
+    this.lastSeq = 0; // every event up to here has been received (or sent, for own messages)
+    this.session = null; // {code, status, hostId, startedAt, participants: {id: ...}, rooms: {name: ...}}
+    this.state = null; // the session state, kept current (merge patches applied)
+    this.version = 0;
+    this._replayLeft = 0; // replayed events still to come after a resume reply
+    this._replaySeq = 0; // ... and the position they lead to
+    this._replayStatus = null;
+  }
+
+  /** A seat reply (create, join, live:start) or a guardian:liveStarted notice: seat + snapshot. */
+  seated(data, extra = {}) {
+    this.seat = { token: data.resume_token, epoch: data.epoch, code: data.code, participantId: data.participant_id, role: data.role, ...extra };
+    this.lastSeq = data.seq;
+    this._replayLeft = 0;
+    this.snapshot(data);
+  }
+
+  resumed(data) {
+    this.seat = { ...this.seat, epoch: data.epoch, code: data.code, participantId: data.participant_id, role: data.role };
+    this.state = data.state;
+    this.version = data.version;
+    if (!data.recovered) {
+      this.lastSeq = data.seq;
+      this.snapshot(data);
+    }
+    this._replayLeft = data.replayed;
+    this._replaySeq = data.seq;
+    this._replayStatus = data.status;
+    if (!this._replayLeft) this._replayDone();
+  }
+
+  /** After a resume's replay: this client's own return is not sent to it, so note it here. */
+  _replayDone() {
+    this.lastSeq = Math.max(this.lastSeq, this._replaySeq);
+    const me = this.session?.participants[this.seat?.participantId];
+    if (me) me.presence = "online";
+    if (this.session && this._replayStatus) this.session.status = this._replayStatus;
+  }
+
+  snapshot(data) {
+    this.state = data.state ?? null;
+    this.version = data.version ?? 0;
+    this.session = {
+      code: data.code, status: data.status, hostId: data.host_id, startedAt: data.started_at,
+      participants: byKey(data.participants, "id"),
+      rooms: byKey(data.rooms, "name"),
+    };
+  }
+
+  /** An event of this seat's session (with a seq) arrived. */
+  observe(event) {
+    this.lastSeq = Math.max(this.lastSeq, event.seq);
+    this.track(event);
+    if (this._replayLeft && --this._replayLeft === 0) this._replayDone();
+  }
+
+  /** Keep `session` (participants, rooms, status) and `state` current from an event. */
+  track(event) {
+    const session = this.session;
+    if (!session) return;
+    const { participants, rooms } = session;
+    switch (event.type) {
+      case "session:participantJoined":
+        participants[event.participant.id] = { presence: "online", ...event.participant };
+        for (const room of Object.values(rooms)) {
+          if (Array.isArray(room.members) && !room.members.includes(event.participant.id)) room.members.push(event.participant.id);
+        }
+        break;
+      case "session:participantLeft":
+        delete participants[event.participant_id];
+        for (const room of Object.values(rooms)) {
+          if (Array.isArray(room.members)) room.members = room.members.filter((id) => id !== event.participant_id);
+        }
+        break;
+      case "session:participantAway":
+      case "session:participantBack":
+        if (participants[event.participant_id]) {
+          participants[event.participant_id].presence = event.type.endsWith("Away") ? "away" : "online";
+        }
+        break;
+      case "session:hibernating":
+      case "session:resumed":
+        session.status = event.type === "session:resumed" ? "active" : "hibernating";
+        if (participants[session.hostId]) participants[session.hostId].presence = event.type === "session:resumed" ? "online" : "away";
+        break;
+      case "session:roomCreated":
+        rooms[event.room] = { name: event.room, kind: event.kind, members: event.members };
+        break;
+      case "session:roomClosed":
+        delete rooms[event.room];
+        break;
+      case "state:updated":
+        if (event.version > this.version) {
+          this.state = "state" in event ? event.state : mergePatch(this.state, event.patch);
+          this.version = event.version;
+        }
+        break;
+      case "session:closed":
+        session.status = "closed";
+        break;
+    }
+  }
+
+  /** What storage keeps (not the state, which every resume reply carries). */
+  saved() { return { seat: this.seat, lastSeq: this.lastSeq, session: this.session }; }
+
+  restore(saved) {
+    this.seat = saved.seat;
+    this.lastSeq = saved.lastSeq ?? 0;
+    this.session = saved.session ?? null;
+  }
+}
+
 /**
  * A connection to a trio-sessions server. Make one with {@link connect}.
  *
@@ -117,22 +268,20 @@ export class Client {
     /** @type {ClientApi["connectionState"]} */
     this.connectionState = "connecting";
     this.lostReason = null;
-    this.seat = null; // {token, epoch, code, participantId, role} while seated
-    this.lastSeq = 0; // every event up to here has been received (or sent, for own messages)
-    this.session = null; // {code, status, hostId, startedAt, participants: {id: ...}, rooms: {name: ...}}
-    this.state = null; // the session state, kept current (merge patches applied)
-    this.version = 0;
+    this._own = new SeatView(); // the seat this client took: created, joined, or its live session
+    /** @type {Record<string, SeatView>} */
+    this.watching = {}; // code -> a guardian's seat the server gave it in a ward's live session
     const WS = options.WebSocket ?? globalThis.WebSocket;
     if (typeof WS !== "function") {
       throw new TypeError("no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket or the ws package)");
     }
     this._WebSocket = WS;
     this._hello = {};
-    if (options.token != null) this._hello.token = options.token;
     if (options.name != null) this._hello.name = options.name;
+    this._token = options.token ?? null; // a string, or a function returning one (or a promise of one)
     this._storage = options.storage === undefined ? defaultStorage() : options.storage ?? new MemoryStorage();
     this._storageKey = options.storageKey ?? `trio-sessions:${url}`;
-    this._backoff = { base: 500, cap: 30_000, giveUpAfter: null, random: Math.random, ...options.backoff };
+    this._backoff = { base: 500, cap: 30_000, busy: 5000, giveUpAfter: null, random: Math.random, ...options.backoff };
     this._connectTimeout = options.connectTimeout ?? 10_000;
     this._helloTimeout = options.helloTimeout ?? 10_000;
     this._sendSessionField = options.sendSessionField ?? true;
@@ -142,9 +291,6 @@ export class Client {
     this._started = deferred(); // connect()'s answer
     this._startedDone = false;
     this._closing = false;
-    this._replayLeft = 0; // replayed events still to come after a resume reply
-    this._replaySeq = 0; // ... and the position they lead to
-    this._replayStatus = null;
     this._listeners = new Map();
     this._iterators = new Set();
     /** @type {any[] | null} */
@@ -155,6 +301,13 @@ export class Client {
     globalThis.addEventListener?.("online", this._onOnline);
     this._restore();
   }
+
+  // The own seat's view, as properties (the API of a one-seat client).
+  get seat() { return this._own.seat; }
+  get lastSeq() { return this._own.lastSeq; }
+  get session() { return this._own.session; }
+  get state() { return this._own.state; }
+  get version() { return this._own.version; }
 
   // ------------------------------------------------------------------ requests
 
@@ -173,14 +326,17 @@ export class Client {
   }
 
   /**
-   * Open a session as its host (or get back the one this user hosts, unless `fresh`).
-   * @param {{state?: JsonObject, participantsCanWriteState?: boolean, fresh?: boolean, meta?: JsonObject}} [options]
+   * Open a session as its host (or get back the one this user hosts, unless `fresh` or `another`).
+   * @param {{state?: JsonObject, participantsCanWriteState?: boolean, fresh?: boolean, another?: boolean, allowedUsers?: string[], anonymous?: boolean, meta?: JsonObject}} [options]
    */
-  createSession({ state, participantsCanWriteState, fresh, meta } = {}) {
+  createSession({ state, participantsCanWriteState, fresh, another, allowedUsers, anonymous, meta } = {}) {
     const fields = {};
     if (state !== undefined) fields.state = state;
     if (participantsCanWriteState !== undefined) fields.participants_can_write_state = participantsCanWriteState;
     if (fresh !== undefined) fields.fresh = fresh;
+    if (another !== undefined) fields.another = another;
+    if (allowedUsers !== undefined) fields.allowed_users = allowedUsers;
+    if (anonymous !== undefined) fields.anonymous = anonymous;
     if (meta !== undefined) fields.meta = meta;
     return this.request("session:create", fields);
   }
@@ -193,6 +349,21 @@ export class Client {
   join(code, { meta } = {}) {
     return this.request("session:join", meta === undefined ? { code } : { code, meta });
   }
+
+  /**
+   * Go live as a ward: a session only this user's guardians watch (the server seats them).
+   * Resolves with the host seat, `guardians` and `connected_guardians`; a `live:started` event follows.
+   * @param {{state?: JsonObject, meta?: JsonObject}} [options]
+   */
+  startLive({ state, meta } = {}) {
+    const fields = {};
+    if (state !== undefined) fields.state = state;
+    if (meta !== undefined) fields.meta = meta;
+    return this.request("live:start", fields);
+  }
+
+  /** Ward: end the live session (everyone gets `session:closed`, reason `manual_stop`). */
+  async stopLive() { await this.request("live:stop"); }
 
   /** Give up the seat now (the host leaving closes the session). */
   async leave() { await this.request("session:leave"); }
@@ -241,6 +412,19 @@ export class Client {
   /** An application-level round trip. */
   async ping() { await this.request("ping"); }
 
+  /**
+   * Hand the server a fresh token for the same user before the current one expires
+   * (`auth:refresh`); with a string `token` option it also becomes the token of later hellos.
+   * With a `token` function the client does this by itself. Rejects with RequestError
+   * (`unauthorized`, `forbidden`: another user's token); the current token then still runs out.
+   * @param {string} token
+   */
+  async refreshToken(token) {
+    const data = await this.request("auth:refresh", { token });
+    if (typeof this._token !== "function") this._token = token;
+    return data;
+  }
+
   _requestOn(link, type, fields) {
     if (link.dead) return Promise.reject(new ConnectionLost("the connection dropped"));
     const ref = ++this._refs;
@@ -266,13 +450,17 @@ export class Client {
     let attempt = 0;
     /** @type {number | null} */
     let downSince = null;
+    let newTokenTried = false; // after a refused token: a token function's next one had its try
     while (!this._closing) {
       let outcome;
       try {
+        const token = await this._freshToken();
+        if (this._closing) break;
         const link = await this._open();
-        await this._handshake(link);
+        await this._handshake(link, token);
         attempt = 0;
         downSince = null;
+        newTokenTried = false;
         if (!this._startedDone) {
           this._startedDone = true;
           this._started.resolve(this);
@@ -280,28 +468,33 @@ export class Client {
         outcome = await link.closed;
       } catch (/** @type {any} */ error) {
         if (this._closing) break;
-        if (error instanceof RequestError && error.request === "hello") {
-          this._giveUp(`hello refused: ${error.message}`); // a bad token or name: retrying cannot help
+        if (error.final) { // every seat is gone
+          this._giveUp(error.message);
           return;
         }
-        if (error instanceof RequestError) { // the server refused the resume
-          if (SEAT_GONE.has(error.code)) {
-            this._forgetSeat();
-            this._giveUp(`resume refused: ${error.code}`);
+        if (error instanceof RequestError && error.request === "hello") {
+          // unauthorized comes with close 4004, rate_limited (too many connections of this user) with 1013
+          const code = error.code === "unauthorized" ? CloseCode.UNAUTHORIZED
+            : error.code === "rate_limited" ? CloseCode.TRY_AGAIN_LATER : null;
+          if (code === null) {
+            this._giveUp(`hello refused: ${error.message}`); // a bad token or name: retrying cannot help
             return;
           }
-          if (error.code === "seat_busy") {
-            await this._sleep(Number(error.details.retry_after_ms) || this._backoff.base);
-            continue;
-          }
+          outcome = { code, reason: error.message };
+        } else if (error instanceof RequestError && error.code === "seat_busy") { // the seat changed hands a moment ago
+          await this._sleep(Number(error.details.retry_after_ms) || this._backoff.base);
+          continue;
+        } else {
+          outcome = { code: error.closeCode ?? 1006, reason: error.message };
         }
-        outcome = { code: error.closeCode ?? 1006, reason: error.message };
       }
       if (this._closing) break;
-      if (outcome.code === REPLACED) {
-        this._giveUp("replaced by a newer connection");
+      const final = this._final(outcome, newTokenTried);
+      if (final) {
+        this._giveUp(final, outcome.code);
         return;
       }
+      if (outcome.code === CloseCode.UNAUTHORIZED) newTokenTried = true;
       const t = now();
       if (downSince === null) {
         downSince = t;
@@ -314,8 +507,26 @@ export class Client {
         this._giveUp(`no connection for ${limit} ms`);
         return;
       }
-      await this._sleep(backoffDelay(attempt++, this._backoff));
+      await this._sleep(backoffDelay(attempt++, this._backoff, outcome.code === CloseCode.TRY_AGAIN_LATER));
     }
+  }
+
+  /** Why a link that ended with `outcome` ends the client for good; null to reconnect. */
+  _final({ code, reason }, newTokenTried) {
+    const renewable = typeof this._token === "function";
+    if (code === REPLACED) return "replaced by a newer connection";
+    if (code === CloseCode.UNAUTHORIZED && !(renewable && !newTokenTried)) return `hello refused: ${reason}`;
+    if (code === CloseCode.TOKEN_EXPIRED && !renewable) return "token expired, and no token function to get a fresh one";
+    return null;
+  }
+
+  /** The token for the next hello or refresh: the `token` function's (bounded by helloTimeout), else the string. */
+  async _freshToken() {
+    const source = this._token;
+    if (typeof source !== "function") return source;
+    const token = await within(Promise.resolve().then(source), this._helloTimeout, "token from the token function");
+    if (typeof token !== "string" || !token) throw new ConnectionLost(`the token function returned ${token}, not a token`);
+    return token;
   }
 
   _open() {
@@ -331,6 +542,7 @@ export class Client {
       const closed = deferred();
       const link = {
         ws, dead: false, opened: false, pending: new Map(), timer: /** @type {any} */ (null), lastHeard: now(), lastSent: now(), probeAt: /** @type {number | null} */ (null),
+        refreshTimer: /** @type {any} */ (null), expiresAt: Infinity, closeCode: /** @type {number | null} */ (null),
         closed: closed.promise, onClosed: closed.resolve, failOpen: fail,
       };
       link.timer = setTimeout(() => this._linkDown(link, 1006, `no connection within ${this._connectTimeout} ms`), this._connectTimeout);
@@ -349,27 +561,41 @@ export class Client {
     });
   }
 
-  async _handshake(link) {
+  /** `hello`, then one `session:resume` per seat held. */
+  async _handshake(link, token) {
     const timer = setTimeout(() => this._linkDown(link, 1006, "hello timeout"), this._helloTimeout);
     let refused = null;
     let resumed = false;
     try {
-      await this._requestOn(link, "hello", this._hello);
-      if (this.seat) {
-        const { token, epoch } = this.seat;
+      await this._requestOn(link, "hello", token == null ? this._hello : { ...this._hello, token });
+      const gone = [];
+      for (const view of [this._own, ...Object.values(this.watching)]) {
+        const seat = view.seat;
+        if (!seat) continue;
         try {
-          await this._requestOn(link, "session:resume", { token, last_seq: this.lastSeq, epoch });
+          await this._requestOn(link, "session:resume", { token: seat.token, last_seq: view.lastSeq, epoch: seat.epoch });
           resumed = true;
         } catch (/** @type {any} */ error) {
-          // A seat remembered from storage (a reload after the session ended) is not a loss:
-          // the page starts unseated. On a reconnect the same answer ends the client.
-          if (!(error instanceof RequestError && SEAT_GONE.has(error.code) && !this._startedDone)) throw error;
-          this._forgetSeat();
-          refused = `resume refused: ${error.code}`;
+          // The server may have given this seat back already, with a new token: it seats a
+          // guardian's connection in its wards' live sessions at hello (guardian:liveStarted).
+          if (view.seat?.token !== seat.token) continue;
+          if (!(error instanceof RequestError && SEAT_GONE.has(error.code))) throw error;
+          this._forget(view);
+          gone.push({ seat, reason: `resume refused: ${error.code}` });
         }
+      }
+      // A refused seat alone ends (seat:ended) while others are held. When none is left: seats
+      // remembered from storage (a reload after the session ended) are no loss, the page starts
+      // unseated; on a reconnect the client is lost.
+      const held = resumed || this.seat || Object.keys(this.watching).length;
+      for (const { seat, reason } of gone) {
+        if (held) this._emit({ type: "seat:ended", session: seat.code, reason });
+        else if (this._startedDone) throw Object.assign(new ConnectionLost(reason), { final: true });
+        else refused = reason;
       }
     } catch (/** @type {any} */ error) {
       this._linkDown(link, 1006, error.message);
+      if (!(error instanceof RequestError)) error.closeCode ??= link.closeCode; // e.g. 1013 before hello
       throw error;
     } finally {
       clearTimeout(timer);
@@ -400,11 +626,38 @@ export class Client {
     link.timer = setTimeout(() => this._beat(link), Math.max(5, next - now()));
   }
 
+  /** The server says the link's token runs out at `expiresAt` (ISO 8601; null: never): time its refresh. */
+  _armExpiry(link, expiresAt) {
+    clearTimeout(link.refreshTimer);
+    link.expiresAt = expiresAt == null ? Infinity : Date.parse(expiresAt);
+    if (expiresAt == null || typeof this._token !== "function" || link.dead) return;
+    // A token already past its expiry (accepted within the server's leeway, closed with 4005
+    // when that runs out) is not refreshed: the same token again would make a refresh loop.
+    const left = link.expiresAt - now();
+    if (left <= 0) return;
+    link.refreshTimer = setTimeout(() => this._refresh(link), Math.min(MAX_TIMER, REFRESH_AT * left));
+  }
+
+  /** Send `auth:refresh` with a fresh token from the token function; retry while there is time. */
+  async _refresh(link) {
+    try {
+      const token = await this._freshToken();
+      await this._requestOn(link, "auth:refresh", { token }); // its reply re-arms the timer
+    } catch (/** @type {any} */ error) {
+      if (link.dead) return; // the next link says hello with a fresh token
+      const left = link.expiresAt - now();
+      if (left <= MIN_REFRESH_RETRY) return; // it expires (4005) and the client reconnects
+      link.refreshTimer = setTimeout(() => this._refresh(link), Math.min(MAX_TIMER, Math.max(MIN_REFRESH_RETRY, REFRESH_AT * left)));
+    }
+  }
+
   /** The link is over (closed, timed out or given up): fail its requests, detach, report. */
   _linkDown(link, code, reason = "") {
     if (link.dead) return;
     link.dead = true;
+    link.closeCode = code;
     clearTimeout(link.timer);
+    clearTimeout(link.refreshTimer);
     if (!link.opened) link.failOpen(reason);
     const { ws } = link;
     ws.onopen = ws.onmessage = ws.onclose = null;
@@ -423,14 +676,14 @@ export class Client {
     link.onClosed({ code, reason });
   }
 
-  _giveUp(reason) {
+  _giveUp(reason, code = undefined) {
     globalThis.removeEventListener?.("online", this._onOnline);
     this.lostReason = reason;
-    this._setConnection(ConnectionState.LOST, { reason });
+    this._setConnection(ConnectionState.LOST, code === undefined ? { reason } : { reason, code });
     this._ready.resolve();
     if (!this._startedDone) {
       this._startedDone = true;
-      this._started.reject(new ConnectionLost(reason));
+      this._started.reject(new ConnectionLost(reason, code));
     }
     for (const iterator of this._iterators) iterator.end();
   }
@@ -494,40 +747,56 @@ export class Client {
       pending.reject(new RequestError(code, message, details, pending.type));
       return;
     }
-    this._apply(pending, reply.data ?? {});
+    this._apply(link, pending, reply.data ?? {});
     pending.resolve(reply.data ?? {});
   }
 
-  /** Take in what a successful reply says about this client's seat, position and state. */
-  _apply({ type, fields }, data) {
+  /** The seat a request was for: the one its `session` names, else the own seat. */
+  _viewFor(code) {
+    if (code == null) return this._own;
+    return this._viewOf(String(code).toUpperCase());
+  }
+
+  /** The seat held in session `code`, if any. */
+  _viewOf(code) {
+    if (this._own.seat?.code === code) return this._own;
+    return this.watching[code] ?? null;
+  }
+
+  /** Take in what a successful reply says about this client's seats, positions and state. */
+  _apply(link, { type, fields }, data) {
+    const view = this._viewFor(fields.session);
     switch (type) {
       case "hello":
         this.userId = data.user_id;
         this.name = data.name;
         this.connectionId = data.connection_id;
         this.heartbeatInterval = Number(data.heartbeat_interval) * 1000 || this.heartbeatInterval;
+        this._armExpiry(link, data.expires_at);
+        return;
+      case "auth:refresh":
+        this._armExpiry(link, data.expires_at);
         return;
       case "session:create":
       case "session:join":
-        this.seat = { token: data.resume_token, epoch: data.epoch, code: data.code, participantId: data.participant_id, role: data.role };
-        this.lastSeq = data.seq;
-        this._snapshot(data);
+      case "live:start":
+        this._own.seated(data);
         break;
       case "session:resume":
-        this._onResumed(data);
-        break;
+        this._onResumed(fields, data);
+        return;
       case "room:message":
-        this.lastSeq = Math.max(this.lastSeq, data.seq);
+        if (view) view.lastSeq = Math.max(view.lastSeq, data.seq);
         break;
       case "session:leave":
-        this._forgetSeat();
+        if (view) this._forget(view);
         return;
       case "state:set":
-        if (data.version > this.version) [this.state, this.version] = [fields.state, data.version];
+        if (view && data.version > view.version) [view.state, view.version] = [fields.state, data.version];
         break;
       case "state:patch":
-        if (data.version === this.version + 1) {
-          [this.state, this.version] = [mergePatch(this.state, fields.patch), data.version];
+        if (view && data.version === view.version + 1) {
+          [view.state, view.version] = [mergePatch(view.state, fields.patch), data.version];
         }
         break;
       default:
@@ -536,108 +805,37 @@ export class Client {
     this._persist();
   }
 
-  _onResumed(data) {
-    const seat = this.seat;
-    this.seat = { ...seat, epoch: data.epoch, code: data.code, participantId: data.participant_id, role: data.role };
-    this.state = data.state;
-    this.version = data.version;
-    if (!data.recovered) {
-      this.lastSeq = data.seq;
-      this._snapshot(data);
-    }
-    this._replayLeft = data.replayed;
-    this._replaySeq = data.seq;
-    this._replayStatus = data.status;
-    if (!this._replayLeft) this._replayDone();
+  _onResumed(fields, data) {
+    const view = [this._own, ...Object.values(this.watching)].find((v) => v.seat?.token === fields.token);
+    if (!view) return; // given up, or given back by the server, meanwhile
+    view.resumed(data);
     this._persist();
     const snapshot = data.recovered ? null : data;
     this._setConnection(ConnectionState.RESUMED, {
-      recovered: data.recovered, replayed: data.replayed, seq: data.seq, snapshot,
+      recovered: data.recovered, replayed: data.replayed, seq: data.seq, snapshot, session: data.code,
     });
     if (!data.recovered) {
-      this._emit({ type: "resynced", state: this.state, version: this.version, session: this.session, snapshot: data });
+      this._emit({ type: "resynced", state: view.state, version: view.version, session: view.session, snapshot: data });
     }
-  }
-
-  /** After a resume's replay: this client's own return is not sent to it, so note it here. */
-  _replayDone() {
-    this.lastSeq = Math.max(this.lastSeq, this._replaySeq);
-    const me = this.session?.participants[this.seat?.participantId];
-    if (me) me.presence = "online";
-    if (this.session && this._replayStatus) this.session.status = this._replayStatus;
-  }
-
-  _snapshot(data) {
-    this.state = data.state ?? null;
-    this.version = data.version ?? 0;
-    this.session = {
-      code: data.code, status: data.status, hostId: data.host_id, startedAt: data.started_at,
-      participants: byKey(data.participants, "id"),
-      rooms: byKey(data.rooms, "name"),
-    };
   }
 
   _onEvent(event) {
-    const mine = this.seat && event.session === this.seat.code;
-    if (mine && Number.isInteger(event.seq)) {
-      this.lastSeq = Math.max(this.lastSeq, event.seq);
-      if (this._replayLeft) {
-        this._track(event);
-        if (--this._replayLeft === 0) this._replayDone();
-      } else {
-        this._track(event);
+    if (event.type === "guardian:liveStarted") { // the server seated this connection as a guardian
+      const view = (this.watching[event.session] ??= new SeatView());
+      view.seated(event, { wardId: event.ward_id });
+      this._persist();
+    } else if (event.type === "seat:ended") { // taken over by a newer connection of this user
+      const view = this._viewOf(event.session);
+      if (view) this._forget(view);
+    } else if (typeof event.session === "string" && Number.isInteger(event.seq)) {
+      const view = this._viewOf(event.session);
+      if (view) {
+        view.observe(event);
+        if (event.type === "session:closed") this._forget(view);
+        else this._persist();
       }
-      if (event.type === "session:closed") this._forgetSeat();
-      else this._persist();
     }
     this._emit(event);
-  }
-
-  /** Keep `session` (participants, rooms, status) and `state` current from an event. */
-  _track(event) {
-    const session = this.session;
-    if (!session) return;
-    const { participants, rooms } = session;
-    switch (event.type) {
-      case "session:participantJoined":
-        participants[event.participant.id] = { presence: "online", ...event.participant };
-        for (const room of Object.values(rooms)) {
-          if (Array.isArray(room.members) && !room.members.includes(event.participant.id)) room.members.push(event.participant.id);
-        }
-        break;
-      case "session:participantLeft":
-        delete participants[event.participant_id];
-        for (const room of Object.values(rooms)) {
-          if (Array.isArray(room.members)) room.members = room.members.filter((id) => id !== event.participant_id);
-        }
-        break;
-      case "session:participantAway":
-      case "session:participantBack":
-        if (participants[event.participant_id]) {
-          participants[event.participant_id].presence = event.type.endsWith("Away") ? "away" : "online";
-        }
-        break;
-      case "session:hibernating":
-      case "session:resumed":
-        session.status = event.type === "session:resumed" ? "active" : "hibernating";
-        if (participants[session.hostId]) participants[session.hostId].presence = event.type === "session:resumed" ? "online" : "away";
-        break;
-      case "session:roomCreated":
-        rooms[event.room] = { name: event.room, kind: event.kind, members: event.members };
-        break;
-      case "session:roomClosed":
-        delete rooms[event.room];
-        break;
-      case "state:updated":
-        if (event.version > this.version) {
-          this.state = "state" in event ? event.state : mergePatch(this.state, event.patch);
-          this.version = event.version;
-        }
-        break;
-      case "session:closed":
-        session.status = "closed";
-        break;
-    }
   }
 
   // ------------------------------------------------------------------ storage
@@ -647,25 +845,27 @@ export class Client {
     try {
       saved = JSON.parse(this._storage?.getItem(this._storageKey) ?? "null");
     } catch { /* unreadable: start unseated */ }
-    if (saved?.seat?.token) {
-      this.seat = saved.seat;
-      this.lastSeq = saved.lastSeq ?? 0;
-      this.session = saved.session ?? null;
+    if (saved?.seat?.token) this._own.restore(saved);
+    for (const [code, watched] of Object.entries(saved?.watching ?? {})) {
+      if (!watched?.seat?.token) continue;
+      this.watching[code] = new SeatView();
+      this.watching[code].restore(watched);
     }
   }
 
   _persist() {
-    if (!this.seat) return;
+    const watching = Object.fromEntries(Object.entries(this.watching).map(([code, view]) => [code, view.saved()]));
     try {
-      this._storage?.setItem(this._storageKey, JSON.stringify({ seat: this.seat, lastSeq: this.lastSeq, session: this.session }));
-    } catch { /* quota or blocked: the in-memory seat still resumes */ }
+      if (!this._own.seat && !Object.keys(watching).length) this._storage?.removeItem(this._storageKey);
+      else this._storage?.setItem(this._storageKey, JSON.stringify({ ...this._own.saved(), watching }));
+    } catch { /* quota or blocked: the in-memory seats still resume */ }
   }
 
-  _forgetSeat() {
-    this.seat = null;
-    try {
-      this._storage?.removeItem(this._storageKey);
-    } catch { /* blocked */ }
+  /** A seat is gone (left, closed, replaced, refused): forget it, here and in storage. */
+  _forget(view) {
+    if (view === this._own) this._own.seat = null;
+    else if (view.seat) delete this.watching[view.seat.code];
+    this._persist();
   }
 
   // ------------------------------------------------------------------ events
@@ -761,8 +961,8 @@ export class Client {
 
 /**
  * Connect to `url` (`ws://HOST:PORT/ws`) and keep connected until `close()`. Resolves once the
- * first link is up (resuming a seat remembered in storage); rejects with ConnectionLost only
- * if that never happens within `backoff.giveUpAfter` ms.
+ * first link is up (resuming the seats remembered in storage); rejects with ConnectionLost only
+ * if that never happens within `backoff.giveUpAfter` ms, or the server refuses the token.
  */
 export function connect(url, options = {}) {
   const client = new Client(url, options);

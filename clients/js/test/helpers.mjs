@@ -1,8 +1,9 @@
-// Test helpers: a real `python server.py` subprocess, a TCP proxy that resets or blackholes
-// links, a fake server that never answers `hello`, and an event recorder to wait on.
+// Test helpers: a real `python server.py` subprocess (and its admin API), a TCP proxy that
+// resets or blackholes links, a fake server that never answers `hello`, JWTs, and an event
+// recorder to wait on.
 
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import { dirname, join } from "node:path";
@@ -18,16 +19,17 @@ if (typeof globalThis.WebSocket !== "function") {
 }
 
 /**
- * Start `python server.py --port 0` with `flags`; resolves with {port, url, stop(), kill(signal), log}.
- * Sessions are kept in memory unless `env.TRIO_SESSIONS_STORE` says otherwise (set through the
- * environment, which a server without a store ignores).
+ * Start `python server.py --port 0` with `flags`; resolves with {port, url, admin(), stop(),
+ * kill(signal), log}. Sessions are kept in memory unless `env.TRIO_SESSIONS_STORE` says
+ * otherwise, and the admin API listens on a free port (both set through the environment, which
+ * a server without them ignores).
  */
 export function startServer(flags = {}, env = {}) {
   const args = ["server.py", "--port", "0", "--log-level", "info"];
   for (const [name, value] of Object.entries(flags)) args.push(`--${name}`, String(value));
   const child = spawn(PYTHON, args, {
     cwd: SERVER_DIR, stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, TRIO_SESSIONS_STORE: "memory", ...env },
+    env: { ...process.env, TRIO_SESSIONS_STORE: "memory", TRIO_SESSIONS_ADMIN_PORT: "0", ...env },
   });
   let log = "";
   const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
@@ -44,6 +46,17 @@ export function startServer(flags = {}, env = {}) {
           port,
           url: `ws://127.0.0.1:${port}/ws`,
           get log() { return log; },
+          /** POST `body` (JSON) to the admin API's `path`; resolves with the decoded answer. */
+          async admin(path, body) {
+            await waitUntil(() => /admin API on http:\/\/\S+/.test(log), 5000, "the admin API");
+            const base = /admin API on (http:\/\/\S+)/.exec(log)[1];
+            const response = await fetch(base + path, {
+              method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+            });
+            const answer = await response.json();
+            if (!response.ok) throw new Error(`admin ${path}: ${response.status} ${JSON.stringify(answer)}`);
+            return answer;
+          },
           exited,
           kill(signal = "SIGINT") { child.kill(signal); return exited; },
           async stop() {
@@ -57,6 +70,18 @@ export function startServer(flags = {}, env = {}) {
     });
     child.on("exit", () => reject(new Error(`server exited:\n${log}`)));
   });
+}
+
+/**
+ * A JWT (HS256) for `sub`, signed with `secret` and valid for `lifetime` seconds (others as `claims`
+ * say): what an identity provider would hand the client.
+ */
+export function jwt(sub, secret, { lifetime = 3600, ...claims } = {}) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const issued = Date.now() / 1000; // NumericDate may be fractional: a short lifetime stays exact
+  const body = part({ sub, iat: issued, exp: issued + lifetime, ...claims });
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${body}`;
+  return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
 }
 
 /** A TCP relay to `targetPort` whose links can be reset, or go silent both ways (a pulled cable). */

@@ -1,5 +1,5 @@
 // Type-level test (never run): an application's use of trio-sessions.d.ts, checked by `npm run typecheck`.
-import { connect, ConnectionLost, RequestError, type ClientEvent } from "../trio-sessions.js";
+import { CloseCode, connect, ConnectionLost, RequestError, type ClientEvent } from "../trio-sessions.js";
 
 export async function app(): Promise<void> {
   const client = await connect("ws://127.0.0.1:8765/ws", { name: "Ada", backoff: { base: 250, cap: 10_000 } });
@@ -33,4 +33,32 @@ export async function app(): Promise<void> {
   }
   console.log(code, seq, client.state, client.session?.rooms.poll?.members, client.connectionState);
   await client.close();
+}
+
+export async function liveApp(fetchToken: () => Promise<string>): Promise<void> {
+  const ward = await connect("ws://127.0.0.1:8765/ws", { token: fetchToken, backoff: { busy: 10_000 } });
+  const live = await ward.startLive({ state: { lesson: "maths" } });
+  const watchers: string[] = live.connected_guardians;
+  ward.on("live:started", (event) => console.log(event.guardians, event.connected_guardians, watchers));
+  ward.on("user:notice", (event) => console.log(event.topic, event.data, event.at));
+  ward.on("connection", (event) => {
+    if (event.state === "lost" && event.code === CloseCode.UNAUTHORIZED) console.log("sign in again");
+    if (event.state === "resumed") console.log("resumed the seat in", event.session);
+  });
+  await ward.refreshToken(await fetchToken());
+  await ward.stopLive();
+  await ward.createSession({ another: true, allowedUsers: ["u1", "u2"], anonymous: false });
+
+  const guardian = await connect("ws://127.0.0.1:8765/ws", { token: () => "a-token" });
+  guardian.on("guardian:liveStarted", (event) => {
+    const ward: string = event.ward_id;
+    const watched = guardian.watching[event.session];
+    console.log(ward, watched?.seat.wardId, watched?.state, watched?.session.participants);
+  });
+  guardian.on("seat:ended", (event) => console.log(event.session, event.reason));
+  // @ts-expect-error: the own seat is read-only, kept by the client
+  guardian.seat = null;
+  // @ts-expect-error: a token is a string or a function returning one
+  await connect("ws://127.0.0.1:8765/ws", { token: 42 });
+  await Promise.all([ward.close(), guardian.close()]);
 }
