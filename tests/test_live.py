@@ -178,3 +178,23 @@ async def test_a_user_notice_reaches_every_connection_of_the_user(nursery) -> No
         assert notice["topic"] == "invited" and notice["data"] == {"code": "ABC234"}
     assert await other.ok("ping") == {}
     assert other.events == []
+
+
+async def test_a_guardian_that_lost_its_token_is_seated_again_after_the_grace(
+    live, autojump_clock
+) -> None:
+    mum = await connect(live, "mum")
+    ward = await connect(live, "ward")
+    started = await ward.ok("live:start")
+    await ward.event("live:started")
+    first = await mum.event("guardian:liveStarted")
+    await mum.drop()
+    await ward.event("session:participantAway")
+    again = await connect(live, "mum")  # a new page that does not have the token
+    await ward.ok("state:patch", patch={"while": "away"})
+    assert await again.ok("ping") == {}  # anything sent to it before would come first
+    assert again.events == []  # the old seat waits for its resume, for participant_grace
+    second = await again.event("guardian:liveStarted")  # the grace ran out: seated afresh
+    assert second["session"] == started["code"]
+    assert second["participant_id"] != first["participant_id"]
+    assert second["state"] == {"while": "away"}

@@ -344,3 +344,14 @@ async def test_one_user_has_a_connection_cap(nursery, autojump_clock) -> None:
     await tabs[0].ws.aclose()
     again = await harness.raw()  # one closed: room for one more
     assert (await again.ok("hello", token=token("many-tabs")))["user_id"] == "many-tabs"
+
+
+async def test_a_token_within_the_leeway_lasts_until_the_leeway_runs_out(
+    nursery, autojump_clock
+) -> None:
+    harness = await start_memory(nursery, **AUTH, jwt_leeway=30)
+    client = await harness.client(token=token("late", exp=time.time() - 5))
+    started = trio.current_time()
+    assert client.hello["expires_at"]
+    assert await client.closed() == CloseCode.TOKEN_EXPIRED
+    assert trio.current_time() - started == pytest.approx(25, abs=1)
