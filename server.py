@@ -136,6 +136,7 @@ async def serve(
                         notify_user=lambda user, topic, data: directory.notify(
                             user, topic, data, env.iso()
                         ),
+                        abuse=gateway.guard.statistics,
                     )
                     logger.log(
                         logging.INFO if config.auth_enabled else logging.WARNING,

@@ -9,7 +9,7 @@ them all when scraped, so the hot path pays an attribute increment and nothing e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -20,7 +20,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from gateway import Counters, GcPauses, Histogram, metric_fields
+from gateway import AbuseStatistics, Counters, GcPauses, Histogram, metric_fields
 
 if TYPE_CHECKING:
     from actors import Supervisor
@@ -40,17 +40,21 @@ class ServerCollector:
         counters: Counters,
         store: Store,
         gc_pauses: GcPauses | None = None,
+        abuse: Callable[[], AbuseStatistics] | None = None,
     ) -> None:
         self._supervisor = supervisor
         self._counters = counters
         self._store = store
         self._gc_pauses = gc_pauses
+        self._abuse = abuse
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, as of now."""
         yield from self._sessions()
         yield from self._connections()
         yield from self._store_metrics()
+        if self._abuse is not None:
+            yield from _abuse_metrics(self._abuse())
         if self._gc_pauses is not None:
             yield _histogram(
                 "gc_pause_seconds", "Pauses of the cyclic garbage collector", self._gc_pauses.pauses
@@ -134,6 +138,34 @@ class ServerCollector:
         yield _counter("store_changes", "Session changes committed", s.changes_written)
         yield _gauge("store_queued", "Sessions waiting for the writer", s.queued)
         yield _gauge("store_queued_max", "Most sessions ever waiting for the writer", s.max_queued)
+
+
+def _abuse_metrics(a: AbuseStatistics) -> Iterator[Metric]:
+    """The abuse limits' refusals and tables (``gateway.AbuseGuard``)."""
+    yield _counter(
+        "connections_refused",
+        "Connections refused by a per-address or per-user limit (closed with 1013)",
+        a.connections_refused,
+    )
+    yield _counter(
+        "joins_locked_out",
+        "Joins refused while the client address is locked out",
+        a.joins_locked_out,
+    )
+    yield _counter(
+        "joins_throttled",
+        "Joins refused while the server-wide failed-join budget was spent",
+        a.joins_throttled,
+    )
+    yield _counter("join_failures", "Joins by an unknown code", a.join_failures)
+    yield _counter("join_lockouts", "Client addresses locked out of joins by code", a.lockouts)
+    yield _counter(
+        "sessions_refused", "Session creations refused by sessions_per_minute", a.sessions_refused
+    )
+    yield _gauge(
+        "abuse_tracked_addresses", "Client addresses the limits remember", a.tracked_addresses
+    )
+    yield _gauge("abuse_tracked_users", "Users the limits remember", a.tracked_users)
 
 
 def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:

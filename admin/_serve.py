@@ -13,7 +13,7 @@ import orjson
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
-from gateway import GcPauses, is_loopback
+from gateway import AbuseStatistics, GcPauses, is_loopback
 
 from ._app import AdminApp
 from ._health import ALIVE, Readiness, probe_store
@@ -60,7 +60,8 @@ class Operations:
     """Readiness, metrics, the stats line and the admin API of one server.
 
     ``relations``, ``on_relations_changed(ward)`` and ``notify_user(user, topic, data)`` are
-    optional hooks of the admin API (without them, those endpoints answer 501).
+    optional hooks of the admin API (without them, those endpoints answer 501); ``abuse``
+    reads the abuse limits' statistics for ``/metrics``.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Operations:
         relations: RelationStore | None = None,
         on_relations_changed: Callable[[str], None] | None = None,
         notify_user: NotifyUser | None = None,
+        abuse: Callable[[], AbuseStatistics] | None = None,
     ) -> None:
         self.config = config
         self.readiness = Readiness()
@@ -81,7 +83,7 @@ class Operations:
         self._store = store
         self._gc_pauses = GcPauses() if config.metrics else None
         self.metrics = (
-            Metrics(ServerCollector(supervisor, counters, store, self._gc_pauses))
+            Metrics(ServerCollector(supervisor, counters, store, self._gc_pauses, abuse))
             if config.metrics
             else None
         )

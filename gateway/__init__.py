@@ -2,6 +2,8 @@
 replies, rate limits, heartbeats), the counters ``/metrics`` reads, and the static files
 (browser client, demo) served on the public port."""
 
+from ._abuse import AbuseGuard as AbuseGuard
+from ._abuse import AbuseStatistics as AbuseStatistics
 from ._connection import Connection as Connection
 from ._counters import FANOUT_BUCKETS as FANOUT_BUCKETS
 from ._counters import Counters as Counters

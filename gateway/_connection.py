@@ -187,7 +187,6 @@ class Connection:
         refusal = guard.admit_connection(self._address)
         if refusal is not None:
             logger.warning("refused a connection: %s", refusal, extra={"client": self._address})
-            self._counters.connections_refused += 1
             self._close(CloseCode.TRY_AGAIN_LATER, refusal)
             await self._end_link()
             return
@@ -352,7 +351,6 @@ class Connection:
         if self._verified and not gateway.guard.admit_user(self.user_id):
             self._verified = False  # not counted: nothing to give back at the end
             self.user_id = ""
-            self._counters.connections_refused += 1
             error = ProtocolError(ErrorCode.RATE_LIMITED, "too many connections for this user")
             self.reply_error(ref, error)
             self._close(CloseCode.TRY_AGAIN_LATER, error.message)
@@ -445,7 +443,6 @@ class Connection:
         guard = self._gateway.guard
         wait = guard.join_allowed(self._address)
         if wait is not None:
-            self._counters.joins_locked_out += 1
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 "too many failed joins from your address; retry later",
@@ -486,7 +483,6 @@ class Connection:
             return
         wait = self._gateway.guard.session_created(self.user_id)
         if wait is not None:
-            self._counters.sessions_refused += 1
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"at most {self._config.sessions_per_minute} new sessions per minute",

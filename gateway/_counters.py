@@ -103,10 +103,7 @@ class Counters:
     heartbeat_timeouts: int = counter("Connections closed with 4003: no heartbeat")
     hello_timeouts: int = counter("Connections closed with 4001: no hello in time")
     rate_limited: int = counter("Messages refused with rate_limited")
-    connections_refused: int = counter("Connections refused by a per-address or per-user limit")
     auth_failures: int = counter("Tokens refused (hello, auth)")
-    joins_locked_out: int = counter("Joins refused while the client address is locked out")
-    sessions_refused: int = counter("Session creations refused by a per-user limit")
     requests: Counter[str] = labelled("type", "Requests received, by type")  # noqa: RUF009
     errors: Counter[str] = labelled("code", "Error replies sent, by code")  # noqa: RUF009
     fanout: Histogram = histogram(  # noqa: RUF009

@@ -13,6 +13,7 @@ import hmac
 import time
 from typing import Any
 
+import httpx
 import jwt
 import orjson
 import pytest
@@ -20,6 +21,7 @@ import trio
 import trio_websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client.parser import text_string_to_metric_families
 
 from protocol import CloseCode, ResumeToken, parse_token
 
@@ -301,6 +303,16 @@ async def test_an_address_that_keeps_guessing_is_locked_out_even_for_a_real_code
     assert (await neighbour.ok("session:join", code=code))["role"] == "participant"
     await host.event("session:participantJoined")
     await still_served(host, guest)
+    async with httpx.AsyncClient(timeout=30) as http:  # counted in /metrics, on the admin port
+        scraped = await http.get(f"http://127.0.0.1:{harness.server.admin_port}/metrics")
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+    }
+    assert samples["trio_sessions_join_failures_total"] == 20
+    assert samples["trio_sessions_join_lockouts_total"] == 1
+    assert samples["trio_sessions_joins_locked_out_total"] == 1
 
 
 async def test_a_connection_flood_from_one_address_is_cut_off_with_1013(
