@@ -46,8 +46,10 @@ def on_live_start(actor: SessionActor, cmd: Command, req: LiveStart) -> None:
     actor.seats.connect(ward, cmd.peer)
     cmd.seat = ward.id
     guardians = list(st.allowed_users or ())
-    seated = [new for user in guardians if (new := _seat_connected(actor, user)) is not None]
-    connected = [seat.user_id for seat, _ in seated]
+    seated = [granted for user in guardians if (granted := _grant(actor, user)) is not None]
+    for seat, _, peer in seated:
+        actor.seats.connect(seat, peer)  # no events: everyone gets the snapshot below
+    connected = [seat.user_id for seat, _, _ in seated]
     actor.answer(
         cmd,
         LiveReply(
@@ -65,8 +67,8 @@ def on_live_start(actor: SessionActor, cmd: Command, req: LiveStart) -> None:
             LiveStarted(session=st.code, guardians=guardians, connected_guardians=connected)
         ),
     )
-    for seat, secret in seated:
-        _notify_guardian(actor, actor.seats.peers[seat.id], seat, secret)
+    for seat, secret, peer in seated:
+        _notify_guardian(actor, peer, seat, secret)
 
 
 def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
@@ -99,15 +101,13 @@ def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
 def reseat_guardian(actor: SessionActor, user: str) -> None:
     """A guardian's seat was given up at the end of its grace while the user is connected on
     another link (which left the old seat for a resume that never came): seat that link."""
-    peers = actor.directory.peers_of(user)
-    if actor.closed or not peers or user not in (actor.state.allowed_users or ()):
+    if actor.closed or user not in (actor.state.allowed_users or ()):
         return
-    seat, token = actor.seats.new(peers[-1], GUARDIAN)
-    if peers[-1].seat_granted(actor.handle, seat.id):
-        _announce(actor, seat, peers[-1])
-        _notify_guardian(actor, peers[-1], seat, token)
-    else:
-        del actor.state.participants[seat.id]
+    granted = _grant(actor, user)
+    if granted is not None:
+        seat, token, peer = granted
+        _announce(actor, seat, peer)
+        _notify_guardian(actor, peer, seat, token)
 
 
 def on_live_stop(actor: SessionActor, cmd: Command, req: LiveStop) -> None:
@@ -133,8 +133,9 @@ def set_guardians(actor: SessionActor, guardians: tuple[str, ...]) -> None:
             reseat_guardian(actor, user)
 
 
-def _seat_connected(actor: SessionActor, user: str) -> tuple[Participant, str] | None:
-    """Seat ``user``'s newest connection, without events (the session is just starting)."""
+def _grant(actor: SessionActor, user: str) -> tuple[Participant, str, Peer] | None:
+    """A new guardian seat for ``user``'s newest connection, which records it (``None``: no
+    connection, or it has no room for one more seat). Not connected yet."""
     peers = actor.directory.peers_of(user)
     if not peers:
         return None
@@ -143,8 +144,7 @@ def _seat_connected(actor: SessionActor, user: str) -> tuple[Participant, str] |
     if not peer.seat_granted(actor.handle, seat.id):
         del actor.state.participants[seat.id]
         return None
-    actor.seats.connect(seat, peer)
-    return seat, token
+    return seat, token, peer
 
 
 def _announce(actor: SessionActor, seat: Participant, peer: Peer) -> None:
