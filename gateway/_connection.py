@@ -415,7 +415,7 @@ class Connection:
         self.reply_error(ref, error)
 
     async def _dispatch(self, ref: Ref, request: Request) -> None:
-        self._counters.requests[request.TYPE] += 1
+        self._counters.count_request(request.TYPE)
         if isinstance(request, Ping):
             await self._router.settle()
             self.deliver(_PONG) if ref is None else self.reply(ref, Empty())
