@@ -244,12 +244,17 @@ def parse_args(
         kind = field.type if field.type in (int, float) else _flag if field.type is bool else str
         variable = ENV_PREFIX + field.name.upper()
         fallback = CLI_DEFAULTS.get(field.name, field.default)
+        shown = "none" if fallback == "" else fallback
+        flag = field.type is bool
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=kind,
+            # a boolean flag alone means true (--insecure); with a value, that value
+            nargs="?" if flag else None,
+            const=True if flag else None,
             default=kind(env[variable]) if variable in env else fallback,
             metavar=getattr(field.type, "__name__", "value").upper(),
-            help=f"{help_lines.get(field.name, '')} (env {variable}; default {fallback})",
+            help=f"{help_lines.get(field.name, '')} (env {variable}; default {shown})",
         )
     parser.add_argument(
         "--log-level",

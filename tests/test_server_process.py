@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from server import parse_args
+
+from .conftest import TCP_GUARD, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,3 +75,33 @@ def test_other_paths_are_not_found(server_url: str) -> None:
     with pytest.raises(InvalidStatus) as info:
         connect(server_url.replace("/ws", "/nope"))
     assert info.value.response.status_code == 404
+
+
+def test_off_loopback_without_a_key_the_server_refuses_to_start() -> None:
+    """Secure by default: no key and a public address is exit 2, naming the fix."""
+    refused = subprocess.run(
+        [sys.executable, "server.py", "--host", "0.0.0.0", "--port", "0", "--store", "memory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TCP_GUARD,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "refusing to serve 0.0.0.0 without authentication" in refused.stderr
+    assert "--insecure" in refused.stderr
+
+
+def test_insecure_is_a_bare_flag_and_says_so_loudly() -> None:
+    with running_server("--host", "0.0.0.0", "--insecure") as server:
+        server.expect(r"WARNING .*INSECURE: serving 0\.0\.0\.0 with NO AUTHENTICATION")
+
+
+def test_boolean_flags_alone_mean_true() -> None:
+    config, _ = parse_args(["--allow-anonymous", "--metrics", "false", "--port", "9"], env={})
+    assert (config.allow_anonymous, config.metrics, config.insecure, config.port) == (
+        True,
+        False,
+        False,
+        9,
+    )
