@@ -20,7 +20,6 @@ from protocol import (
     LiveStart,
     LiveStop,
     LiveWatch,
-    ParticipantJoined,
     ProtocolError,
     ResumeReply,
     RoomClosed,
@@ -44,7 +43,7 @@ from protocol import (
 
 from ._live import on_live_start, on_live_stop, on_live_watch
 from ._state import HOST, LIVE, PARTICIPANT, Participant, Room
-from ._views import participant_view, room_fields, room_view
+from ._views import room_fields, room_view
 
 if TYPE_CHECKING:
     from ._messages import Command, Peer
@@ -124,12 +123,7 @@ def on_join(actor: SessionActor, cmd: Command, req: SessionJoin) -> None:
             ErrorCode.SESSION_FULL, f"session {st.code} has {len(st.participants)} participants"
         )
     participant, token = actor.seats.new(peer, PARTICIPANT, req.meta)
-    frame = actor.prepare(ParticipantJoined, participant=participant_view(participant))
-    for room in st.rooms.values():
-        room.members[participant.id] = None
-    actor.publish(frame, exclude=participant.id)
-    participant.joined_seq = st.seq
-    actor.seats.connect(participant, peer)
+    actor.seats.join(participant, peer)
     cmd.seat = participant.id
     logger.info(
         "session %s: %s joined (%s)",

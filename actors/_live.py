@@ -19,13 +19,11 @@ from protocol import (
     LiveStarted,
     LiveStop,
     LiveWatch,
-    ParticipantJoined,
     ProtocolError,
     encode_event,
 )
 
 from ._state import AWAY, GUARDIAN, HOST, LIVE, Participant
-from ._views import participant_view
 
 if TYPE_CHECKING:
     from ._messages import Command, Peer
@@ -92,7 +90,7 @@ def on_live_watch(actor: SessionActor, cmd: Command, req: LiveWatch) -> None:
         token = actor.seats.rotate_token(seat)
     else:
         seat, token = actor.seats.new(peer, GUARDIAN)
-        _announce(actor, seat, peer)
+        actor.seats.join(seat, peer)
     cmd.seat = seat.id
     actor.answer(cmd, Empty())
     _notify_guardian(actor, peer, seat, token)
@@ -106,7 +104,7 @@ def reseat_guardian(actor: SessionActor, user: str) -> None:
     granted = _grant(actor, user)
     if granted is not None:
         seat, token, peer = granted
-        _announce(actor, seat, peer)
+        actor.seats.join(seat, peer)
         _notify_guardian(actor, peer, seat, token)
 
 
@@ -145,17 +143,6 @@ def _grant(actor: SessionActor, user: str) -> tuple[Participant, str, Peer] | No
         del actor.state.participants[seat.id]
         return None
     return seat, token, peer
-
-
-def _announce(actor: SessionActor, seat: Participant, peer: Peer) -> None:
-    """Connect a new guardian seat in a session under way; the others are told it joined."""
-    st = actor.state
-    frame = actor.prepare(ParticipantJoined, participant=participant_view(seat))
-    for room in st.rooms.values():
-        room.members[seat.id] = None
-    actor.publish(frame, exclude=seat.id)
-    seat.joined_seq = st.seq
-    actor.seats.connect(seat, peer)
 
 
 def _notify_guardian(actor: SessionActor, peer: Peer, seat: Participant, token: str) -> None:

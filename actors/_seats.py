@@ -19,6 +19,7 @@ from protocol import (
     ErrorCode,
     ParticipantAway,
     ParticipantBack,
+    ParticipantJoined,
     ParticipantLeft,
     ProtocolError,
     ResumeToken,
@@ -34,6 +35,7 @@ from protocol import (
 
 from ._live import reseat_guardian
 from ._state import ACTIVE, AWAY, GUARDIAN, HIBERNATING, HOST, LIVE, ONLINE, Participant
+from ._views import participant_view
 
 if TYPE_CHECKING:
     from ._messages import Peer
@@ -116,6 +118,17 @@ class Seats:
         ):
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "invalid or expired resume token")
         return participant
+
+    def join(self, participant: Participant, peer: Peer) -> None:
+        """Put ``peer`` on a new seat in a session under way: a member of every room, and
+        everyone else is told (``participantJoined``)."""
+        actor = self._actor
+        frame = actor.prepare(ParticipantJoined, participant=participant_view(participant))
+        for room in actor.state.rooms.values():
+            room.members[participant.id] = None
+        actor.publish(frame, exclude=participant.id)
+        participant.joined_seq = actor.state.seq
+        self.connect(participant, peer)
 
     def connect(self, participant: Participant, peer: Peer) -> None:
         """Put ``peer`` on a new seat (create, first join)."""

@@ -17,10 +17,13 @@ from cattrs.preconf.orjson import make_converter
 from cattrs.v import format_exception
 
 if TYPE_CHECKING:
+    from attrs import AttrsInstance
+
     from actors import ClosedSession, SessionView
 
 SCHEMA: Final = "schema"  # attrs metadata key: JSON-schema keywords added to the field's
 T = TypeVar("T")
+_View = TypeVar("_View", bound="AttrsInstance")
 
 
 def number(*, minimum: float) -> float:
@@ -100,18 +103,7 @@ class SessionSummary:
 
     @classmethod
     def of(cls, view: SessionView) -> SessionSummary:
-        return cls(
-            code=view.code,
-            kind=view.kind,
-            status=view.status,
-            host_user_id=view.host_user_id,
-            created_at=view.created_at,
-            last_activity=view.last_activity,
-            active_clients=view.active_clients,
-            participants=view.participants,
-            rooms=view.rooms,
-            meta=view.meta,
-        )
+        return _copy(cls, view)
 
 
 @attrs.frozen(kw_only=True)
@@ -148,16 +140,7 @@ class ClosedSessionView:
 
     @classmethod
     def of(cls, closed: ClosedSession) -> ClosedSessionView:
-        return cls(
-            code=closed.code,
-            status="closed",
-            host_user_id=closed.host_user_id,
-            started_at=closed.started_at,
-            ended_at=closed.ended_at,
-            duration_s=closed.duration_s,
-            reason=closed.reason,
-            peak_participants=closed.peak_participants,
-        )
+        return _copy(cls, closed, status="closed")
 
 
 @attrs.frozen(kw_only=True)
@@ -268,6 +251,12 @@ class NotifyResult:
     user_id: str
     topic: str
     delivered: int
+
+
+def _copy(cls: type[_View], source: object, **extra: Any) -> _View:
+    """A ``cls`` with the fields of the same names taken from ``source`` (plus ``extra``)."""
+    fields = {f.name: getattr(source, f.name) for f in attrs.fields(cls) if f.name not in extra}
+    return cls(**fields, **extra)
 
 
 # ---------------------------------------------------------------- the converter

@@ -8,8 +8,8 @@ the send).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 ANSWER_TIMEOUT: Final = 5.0  # seconds the sessions of one request have to answer an operator
 CLOSE_TIMEOUT: Final = 10.0  # seconds closing sessions have to end (flush included)
 CONCURRENCY: Final = 64  # sessions messaged at once by one request
+
+_Item = TypeVar("_Item")
 
 
 class Unanswered(Exception):
@@ -53,20 +55,16 @@ async def inspect_all(handles: Sequence[SessionHandle]) -> tuple[list[SessionVie
     those that did not answer within ``ANSWER_TIMEOUT``, all asked concurrently."""
     views: list[SessionView | None] = [None] * len(handles)
     answered = [False] * len(handles)
-    limiter = trio.CapacityLimiter(CONCURRENCY)
 
     async def ask(i: int) -> None:
-        async with limiter:
-            message = Inspect()
-            if await _deliver(handles[i], message):
-                await message.done.wait()
-                views[i] = message.view
-            answered[i] = True
+        message = Inspect()
+        if await _deliver(handles[i], message):
+            await message.done.wait()
+            views[i] = message.view
+        answered[i] = True
 
     with trio.move_on_after(ANSWER_TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            for i in range(len(handles)):
-                nursery.start_soon(ask, i)
+        await _for_each(range(len(handles)), ask)
     late = [h.code for h, done in zip(handles, answered, strict=True) if not done]
     return [view for view in views if view is not None], late
 
@@ -86,18 +84,14 @@ async def close_all(handles: Sequence[SessionHandle], reason: str) -> list[str]:
     """Close every session of ``handles`` with ``reason``; the codes of those told to (those
     that had ended already are left out). Waits, within ``CLOSE_TIMEOUT``, until they ended."""
     closed: list[str] = []
-    limiter = trio.CapacityLimiter(CONCURRENCY)
 
     async def close_one(handle: SessionHandle) -> None:
-        async with limiter:
-            if await _deliver(handle, CloseSession(reason)):
-                closed.append(handle.code)
-                await handle.finished.wait()
+        if await _deliver(handle, CloseSession(reason)):
+            closed.append(handle.code)
+            await handle.finished.wait()
 
     with trio.move_on_after(CLOSE_TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            for handle in handles:
-                nursery.start_soon(close_one, handle)
+        await _for_each(handles, close_one)
     return sorted(closed)
 
 
@@ -106,19 +100,28 @@ async def close_idle(handles: Sequence[SessionHandle], max_inactive: float) -> l
     ``max_inactive`` seconds (the actor decides: reason ``admin_cleanup``); the codes of those
     that closed. Waits, within ``CLOSE_TIMEOUT`` overall, until they ended."""
     closed: list[str] = []
-    limiter = trio.CapacityLimiter(CONCURRENCY)
 
     async def offer(handle: SessionHandle) -> None:
-        async with limiter:
-            message = CloseIfIdle(max_inactive)
-            if await _deliver(handle, message):
-                await message.done.wait()
-                if message.closed:
-                    closed.append(handle.code)
-                    await handle.finished.wait()
+        message = CloseIfIdle(max_inactive)
+        if await _deliver(handle, message):
+            await message.done.wait()
+            if message.closed:
+                closed.append(handle.code)
+                await handle.finished.wait()
 
     with trio.move_on_after(CLOSE_TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            for handle in handles:
-                nursery.start_soon(offer, handle)
+        await _for_each(handles, offer)
     return sorted(closed)
+
+
+async def _for_each(items: Iterable[_Item], one: Callable[[_Item], Awaitable[None]]) -> None:
+    """Run ``one`` on every item, ``CONCURRENCY`` at a time (the caller bounds the time)."""
+    limiter = trio.CapacityLimiter(CONCURRENCY)
+
+    async def run(item: _Item) -> None:
+        async with limiter:
+            await one(item)
+
+    async with trio.open_nursery() as nursery:
+        for item in items:
+            nursery.start_soon(run, item)

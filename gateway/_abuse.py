@@ -75,18 +75,9 @@ REFUSED_TOO_FAST: Final = "connecting too fast"
 
 
 @attrs.define(kw_only=True)
-class _Counters:
-    connections_refused: int = 0
-    joins_locked_out: int = 0
-    joins_throttled: int = 0
-    lockouts: int = 0
-    join_failures: int = 0
-    sessions_refused: int = 0
-
-
-@attrs.frozen(kw_only=True)
 class AbuseStatistics:
-    """A snapshot of an :class:`AbuseGuard`'s counters (since start) and sizes (now).
+    """An :class:`AbuseGuard`'s counters (since start) and sizes (now); the guard keeps one as
+    its counters and hands out copies (:meth:`AbuseGuard.statistics`).
 
     ``connections_refused`` counts refusals by :meth:`~AbuseGuard.admit_connection` and
     :meth:`~AbuseGuard.admit_user`; ``joins_locked_out`` joins refused during a lock-out;
@@ -305,7 +296,7 @@ class AbuseGuard:
         self._failure_rate = _Rate(budget, GLOBAL_BURST_FACTOR * budget)
         self._budget = self._failure_rate.new(clock())
         self._max_level = _max_level(config.join_lockout)
-        self._counters = _Counters()
+        self._counters = AbuseStatistics()
 
     # --------------------------------------------------------------------------- connections
 
@@ -450,8 +441,8 @@ class AbuseGuard:
 
     def statistics(self) -> AbuseStatistics:
         """A snapshot of the counters and of how many addresses and users are remembered."""
-        return AbuseStatistics(
-            **attrs.asdict(self._counters),
+        return attrs.evolve(
+            self._counters,
             tracked_addresses=len(self._addresses.entries),
             tracked_users=len(self._users.entries),
         )

@@ -44,8 +44,8 @@ _RELATIONS: Final = (
     "CREATE INDEX relations_by_guardian ON relations (guardian, ward)",
 )
 
-# A new file gets the current layout in one step.
-_CREATE: Final = (
+# The layout version 1 created, statement for statement (the store before relations).
+V1_LAYOUT: Final = (
     "CREATE TABLE sessions (code TEXT PRIMARY KEY, seq INTEGER NOT NULL, record BLOB NOT NULL)",
     # Clustered on (code, seq): a session's tail is contiguous, so loading it in order is a
     # scan and trimming it is a range delete.
@@ -59,8 +59,10 @@ _CREATE: Final = (
     "CREATE INDEX history_by_code ON history (code, ended_wall)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "INSERT INTO meta (key, value) VALUES ('clean', 1)",
-    *_RELATIONS,
 )
+
+# A new file gets the current layout in one step.
+_CREATE: Final = (*V1_LAYOUT, *_RELATIONS)
 
 # MIGRATIONS[v]: the statements that take a file from version v to v + 1, run in one
 # transaction with the version bump.
@@ -90,14 +92,8 @@ def open_database(
         StoreError: the file is not a readable session store; nothing was loaded.
     """
     conn = _connect(path)
-    try:
+    with _closed_on_error(conn, path):
         clean = _prepare(conn, path, synchronous=synchronous, prune_before=prune_before)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise StoreError(f"cannot open the session store {path}: {exc}") from None
-    except BaseException:
-        conn.close()
-        raise
     return conn, clean
 
 
@@ -112,17 +108,24 @@ def open_relations_database(path: Path) -> sqlite3.Connection:
         StoreError: the file is not a readable session store.
     """
     conn = _connect(path)
-    try:
+    with _closed_on_error(conn, path):
         _set_pragmas(conn, path, synchronous="FULL")
         with write_transaction(conn):
             _migrate(conn, path)
+    return conn
+
+
+@contextmanager
+def _closed_on_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """Close ``conn`` if the block fails; an SQLite error becomes a :class:`StoreError`."""
+    try:
+        yield
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open the session store {path}: {exc}") from None
     except BaseException:
         conn.close()
         raise
-    return conn
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -28,27 +28,13 @@ from store import (
     open_store,
     relations_main,
 )
+from store._schema import V1_LAYOUT
 from tests.test_store import change
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = 20.0  # seconds of real time any one test may take before it fails instead of hanging
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CLI = "import sys; from server import main; main(['relations', *sys.argv[1:]])"  # trio-sessions relations
-
-# The layout schema version 1 created (the store before relations), statement for statement.
-V1_LAYOUT = (
-    "CREATE TABLE sessions (code TEXT PRIMARY KEY, seq INTEGER NOT NULL, record BLOB NOT NULL)",
-    "CREATE TABLE events (code TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,"
-    " PRIMARY KEY (code, seq)) WITHOUT ROWID",
-    "CREATE TABLE history (code TEXT NOT NULL, host_user_id TEXT NOT NULL,"
-    " started_at TEXT NOT NULL, ended_at TEXT NOT NULL, ended_wall REAL NOT NULL,"
-    " duration_s REAL NOT NULL, reason TEXT NOT NULL,"
-    " peak_participants INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX history_by_end ON history (ended_wall)",
-    "CREATE INDEX history_by_code ON history (code, ended_wall)",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-    "INSERT INTO meta (key, value) VALUES ('clean', 1)",
-)
 
 
 class Wall:
