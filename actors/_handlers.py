@@ -83,11 +83,10 @@ def on_create(actor: SessionActor, cmd: Command, req: SessionCreate) -> None:
         cmd.seat = host.id
         actor.answer(cmd, _seat_reply(actor, host, actor.seats.rotate_token(host), reused=True))
         return
-    if req.state is not None:
-        actor.check_state_size(req.state)
+    size = actor.check_state_size(req.state) if req.state is not None else None
     host, token = actor.seats.new(peer, HOST)
     st.host_id = host.id
-    st.state = req.state or {}
+    actor.replace_state(req.state or {}, size)
     st.participants_can_write_state = req.participants_can_write_state
     st.allowed_users = req.allowed_users
     st.anonymous = req.anonymous
@@ -276,10 +275,10 @@ def _check_write(actor: SessionActor, cmd: Command, expected: int | None) -> Par
 def _commit_state(
     actor: SessionActor, cmd: Command, seat: Participant, new: dict[str, Any], **change: Any
 ) -> None:
-    actor.check_state_size(new)
+    size = actor.check_state_size(new)
     st = actor.state
     frame = actor.prepare(StateUpdated, version=st.version + 1, by=seat.id, **change)
-    st.state = new
+    actor.replace_state(new, size)
     st.version += 1
     actor.answer(cmd, VersionReply(version=st.version))
     actor.publish(frame)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import orjson
 import trio
 
 from ._state import ONLINE
@@ -71,7 +70,7 @@ def inspect(actor: SessionActor) -> SessionView:
         rooms=list(st.rooms),
         meta=st.meta,
         state_version=st.version,
-        state_size=len(orjson.dumps(st.state)),
+        state_size=actor.state_size(),
         seq=st.seq,
         epoch=st.epoch,
         seats=[

@@ -36,11 +36,10 @@ def on_live_start(actor: SessionActor, cmd: Command, req: LiveStart) -> None:
     st = actor.state
     if st.kind != LIVE or st.host_id is not None:  # the router sends it to a new live session
         raise ProtocolError(ErrorCode.BAD_REQUEST, "live:start opens a new live session")
-    if req.state is not None:
-        actor.check_state_size(req.state)
+    size = actor.check_state_size(req.state) if req.state is not None else None
     ward, token = actor.seats.new(cmd.peer, HOST)
     st.host_id = ward.id
-    st.state = req.state or {}
+    actor.replace_state(req.state or {}, size)
     actor.seats.connect(ward, cmd.peer)
     cmd.seat = ward.id
     guardians = list(st.allowed_users or ())

@@ -86,7 +86,7 @@ def restore(actor: SessionActor, stored: StoredSession, *, continuous: bool) -> 
         r.name: Room(name=r.name, kind=r.kind, members=dict.fromkeys(r.members), meta=r.meta)
         for r in record.rooms
     }
-    st.state = record.state
+    actor.replace_state(record.state)
     st.version = record.version
     st.seq = record.seq
     st.participants_can_write_state = record.participants_can_write_state

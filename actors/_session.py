@@ -110,6 +110,7 @@ class SessionActor:
             started_at=env.iso(),
             meta=meta,
         )
+        self._state_size: int | None = None  # of state.state encoded, once measured
         self.log = EventLog(config.event_log_size, config.event_log_bytes, config.event_log_age)
         self.seats = Seats(self)
         self.closed = False
@@ -409,8 +410,8 @@ class SessionActor:
             raise ProtocolError(ErrorCode.FORBIDDEN, f"only the host may {cmd.request.TYPE}")
         return seat
 
-    def check_state_size(self, state: dict[str, Any]) -> None:
-        """``too_large`` if ``state`` encodes to more than ``max_state_size`` bytes."""
+    def check_state_size(self, state: dict[str, Any]) -> int:
+        """The size of ``state`` encoded as JSON; ``too_large`` if over ``max_state_size``."""
         try:
             size = len(orjson.dumps(state))
         except orjson.JSONEncodeError as exc:  # a TypeError: too deep, or not JSON at all
@@ -420,6 +421,19 @@ class SessionActor:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE, f"state is {size} bytes, limit {limit}", size=size, limit=limit
             )
+        return size
+
+    def replace_state(self, state: dict[str, Any], size: int | None = None) -> None:
+        """Make ``state`` the session's; ``size`` is its encoded size if already known."""
+        self.state.state = state
+        self._state_size = size
+
+    def state_size(self) -> int:
+        """Bytes of the state encoded as JSON: known from the last write, or measured once
+        (operators list sessions often; encoding every state each time would be wasted)."""
+        if self._state_size is None:
+            self._state_size = len(orjson.dumps(self.state.state))
+        return self._state_size
 
     def replace_notice(self, peer: Peer) -> None:
         """Tell a connection that its seat here was taken over by a newer connection."""
