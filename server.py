@@ -15,7 +15,8 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 
 import attrs
@@ -30,6 +31,7 @@ from admin import (
     cli_main,
     configure_logging,
 )
+from cluster import Cluster, ClusterError, ClusterNode, open_cluster
 from gateway import (
     CLIENT_PATH,
     DEMO_PREFIX,
@@ -74,6 +76,7 @@ class Server:
     store: Store
     readiness: Readiness  # what /readyz reports: draining once shutdown() is called
     relations: RelationStore  # wards' accepted guardians (live sessions), in the store's file
+    cluster: ClusterNode | None = None  # cluster mode (--cluster): this node
 
 
 AcceptLoop = Callable[..., Awaitable[object]]
@@ -103,13 +106,7 @@ async def serve(
         raise AdminConfigError(problem)
     env = env or Environment.production()
     with trio.CancelScope() as drain:  # bounds the final flush once shutdown() is called
-        async with open_store(
-            config.store,
-            durability=config.durability,
-            history_retention=config.history_retention,
-            tail_limit=config.event_log_size,
-            wall=env.wall,
-        ) as store:
+        async with _session_store(config, env) as (store, cluster):
             loaded = await store.load(tails=False)  # a tail is read when first needed
             # The admin listener outlives the sessions: /readyz says 503 while the store flushes.
             async with (
@@ -118,12 +115,24 @@ async def serve(
             ):
                 async with trio.open_nursery() as nursery:
                     directory = UserDirectory()
+                    codes = None if cluster is None else cluster.membership
                     supervisor: Supervisor = await nursery.start(
-                        Supervisor(config, env, store, directory).run
+                        Supervisor(config, env, store, directory, codes).run
                     )
                     supervisor.restore(loaded)
+                    node = None if cluster is None else ClusterNode(cluster, supervisor, config)
+                    if node is not None:
+                        await nursery.start(node.run)
                     counters = Counters()
-                    gateway = Gateway.build(config, supervisor, counters, env, directory, relations)
+                    gateway = Gateway.build(
+                        config,
+                        supervisor,
+                        counters,
+                        env,
+                        directory,
+                        relations,
+                        locate=None if node is None else node.locate,
+                    )
                     operations = Operations(
                         config,
                         supervisor,
@@ -164,6 +173,8 @@ async def serve(
                         port = await _serve_websocket(
                             nursery, handle, config, counters, routes, listeners
                         )
+                        if node is not None and port is not None:
+                            await node.advertise(f"ws://{config.host}:{port}/ws")
                     operations.readiness.listening = True
                     task_status.started(
                         Server(
@@ -176,10 +187,30 @@ async def serve(
                             store,
                             operations.readiness,
                             relations,
+                            node,
                         )
                     )
                 await store.commit()  # the sessions' last changes, the admin API still up
                 admin_nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _session_store(
+    config: Config, env: Environment
+) -> AsyncIterator[tuple[Store, Cluster | None]]:
+    """The session store: ``config.store``, or the cluster's shared one (``--cluster``)."""
+    if config.cluster:
+        async with open_cluster(config, env) as cluster:
+            yield cluster.store, cluster
+        return
+    async with open_store(
+        config.store,
+        durability=config.durability,
+        history_retention=config.history_retention,
+        tail_limit=config.event_log_size,
+        wall=env.wall,
+    ) as store:
+        yield store, None
 
 
 def _follow_relations(
@@ -330,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.set_threshold(GC_THRESHOLD)
     try:
         trio.run(_run, config)
-    except* StoreError as group:
+    except* (StoreError, ClusterError) as group:
         for error in group.exceptions:
             logger.error("%s", error)
         sys.exit(2)

@@ -75,6 +75,12 @@ class Config:
     public_metrics: bool = False  # also serve /metrics on the public WebSocket port
     log_format: str = "text"  # text or json (one object per line)
     stats_interval: float = 60.0  # seconds between stats log lines (0: off)
+    # cluster mode (docs/cluster.md)
+    cluster: str = (
+        ""  # redis://HOST:PORT/DB shared by the nodes of one cluster (empty: single node)
+    )
+    node_id: str = ""  # this node's name in the cluster, unique among live nodes (empty: host-pid)
+    lease_ttl: float = 5.0  # seconds a node's lease lives unrenewed; then others take its sessions
 
     @property
     def auth_enabled(self) -> bool:
@@ -88,6 +94,10 @@ class Config:
             raise ValueError(f"durability must be default or strict, not {self.durability!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.cluster and not self.cluster.startswith(("redis://", "rediss://")):
+            raise ValueError(f"cluster must be a redis:// or rediss:// URL, not {self.cluster!r}")
+        if self.lease_ttl < 0.5:
+            raise ValueError(f"lease_ttl must be at least 0.5 seconds, not {self.lease_ttl}")
         if not 4 <= self.code_length <= 12:
             raise ValueError(f"code_length must be 4-12, not {self.code_length}")
         if self.max_message_size < self.max_state_size + STATE_ENVELOPE:

@@ -3,7 +3,7 @@ it delivers to connections through."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -124,11 +124,42 @@ class SetGuardians:
 
 
 @attrs.frozen
+class Relinquish:
+    """Another node owns the session now (cluster mode: this node's lease was lost and the
+    session taken over). Stop serving it without closing it: nothing is written or published;
+    each connection seated here is closed with 1012, so its client resumes at the new owner."""
+
+
+@attrs.frozen
+class SaveNow:
+    """Hand the store the whole session now (cluster mode: the shared store lost its data)."""
+
+
+@attrs.frozen
 class InjectFault:
     """Makes the actor raise, to test fault isolation (used by tests and the simulator)."""
 
 
-Message = Command | PeerGone | CloseSession | Inspect | CloseIfIdle | SetGuardians | InjectFault
+Message = (
+    Command
+    | PeerGone
+    | CloseSession
+    | Inspect
+    | CloseIfIdle
+    | SetGuardians
+    | Relinquish
+    | SaveNow
+    | InjectFault
+)
+
+
+class CodeSource(Protocol):
+    """Where new session codes come from. Never blocks."""
+
+    def new_code(self, taken: Mapping[str, object], length: int) -> str:
+        """A code of ``length`` characters, not in ``taken`` and not used elsewhere; raises
+        ``ProtocolError`` (``unavailable``) when none can be had now."""
+        ...
 
 
 @attrs.define(eq=False)

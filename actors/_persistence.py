@@ -115,6 +115,11 @@ class SessionStore(Protocol):
     durable: bool  # every change is committed with the strongest sync the store has
     persistent: bool  # keeps anything at all (False: actors skip building records)
 
+    @property
+    def available(self) -> bool:
+        """Whether it can commit now (``False``: a shared store is unreachable)."""
+        ...
+
     async def load(self, *, tails: bool = True) -> Loaded:
         """Every stored session (start-up); without their event tails when ``tails`` is false."""
         ...
@@ -142,6 +147,7 @@ class NoStore:
 
     durable = False
     persistent = False
+    available = True
 
     async def load(self, *, tails: bool = True) -> Loaded:
         return Loaded(sessions=[], clean=True)

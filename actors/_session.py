@@ -43,6 +43,8 @@ from ._messages import (
     NoDirectory,
     Peer,
     PeerGone,
+    Relinquish,
+    SaveNow,
     SetGuardians,
 )
 from ._persistence import ClosedSession, NoStore, SessionChange, SessionStore
@@ -57,6 +59,13 @@ if TYPE_CHECKING:
     from ._messages import SessionHandle
 
 logger = logging.getLogger(__name__)
+
+_UNAVAILABLE: Final = ProtocolError(
+    ErrorCode.UNAVAILABLE,
+    "the session store is unavailable: in strict durability no change is accepted until it is "
+    "back; retry",
+    retry_after_ms=1000,
+)
 
 SAVE_INTERVAL: Final = 0.05  # seconds a session's changes wait before it hands them to the store
 _Held = list[tuple[Callable[..., object], tuple[Any, ...]]]
@@ -97,6 +106,10 @@ class SessionActor:
         self.env = env
         self.store: SessionStore = store or NoStore()
         self._persist = self.store.persistent
+        # strict durability: nothing leaves before the change behind it is committed, events of
+        # the server's own making (presence, timeouts) included, so a stored tail holds every
+        # event any client saw (a cluster node taking the session over keeps its epoch)
+        self._commit_every_step = self._persist and config.durability == "strict"
         self._unsaved: list[tuple[int, str]] = []  # events not yet handed to the store
         self._save_at = math.inf  # when the next change goes to the store
         self._held: _Held | None = None  # outputs held back until a strict change is committed
@@ -133,10 +146,12 @@ class SessionActor:
                         message = await inbox.receive()
                     if self.tail_pending:
                         await self._load_tail()
-                    if message is None:
-                        self._expire_timers()
-                    elif type(message) is Command and self._strict(message):
+                    if type(message) is Command and self._strict(message):
                         await self._handle_strict(message)
+                    elif self._commit_every_step:
+                        await self._step_committed(message)
+                    elif message is None:
+                        self._expire_timers()
                     else:
                         self._handle(message)
             finally:
@@ -229,6 +244,10 @@ class SessionActor:
         elif isinstance(message, SetGuardians):
             set_guardians(self, message.guardians)
             self.mark_changed()
+        elif isinstance(message, Relinquish):
+            self.relinquish()
+        elif isinstance(message, SaveNow):
+            self.save()
         elif isinstance(message, InjectFault):
             raise RuntimeError(f"injected fault in session {self.state.code}")
 
@@ -247,7 +266,17 @@ class SessionActor:
 
     async def _handle_strict(self, cmd: Command) -> None:
         """Apply ``cmd``, then hold its reply and events back until the store has committed it
-        (strict durability): an acknowledged change survives a crash."""
+        (strict durability): an acknowledged change survives a crash.
+
+        While the store is unavailable a state change is refused before anything is applied,
+        and other requests are served uncommitted (see :meth:`_step_committed`)."""
+        if not self.store.available:
+            if hasattr(cmd.request, "durable"):
+                self.answer_error(cmd, _UNAVAILABLE)
+                cmd.peer.command_done()
+            else:
+                await self._step_committed(cmd)
+            return
         held: _Held = []
         self._held = held
         try:
@@ -259,6 +288,29 @@ class SessionActor:
             for deliver, args in held:
                 deliver(*args)
             cmd.peer.command_done()
+
+    async def _step_committed(self, message: Message | None) -> None:
+        """Act on ``message`` (or the timers due), holding every output back until the store
+        has committed the change (strict durability). While the store is unavailable outputs
+        leave uncommitted and the epoch changes, so every later resume gets a snapshot."""
+        held: _Held = []
+        self._held = held
+        try:
+            if message is None:
+                self._expire_timers()
+            else:
+                self._handle(message)
+            if self._save_at != math.inf:
+                self.save()
+            if self.store.available:
+                await self.store.commit()
+            elif held:  # released uncommitted: the stored tail may now miss what clients saw
+                self.state.epoch = self.env.token_hex(8)
+                self.mark_changed()
+        finally:
+            self._held = None
+            for deliver, args in held:
+                deliver(*args)
 
     def _drain(self, inbox: trio.MemoryReceiveChannel[Message]) -> None:
         closed = ProtocolError(ErrorCode.SESSION_CLOSED, f"session {self.state.code} has ended")
@@ -354,6 +406,23 @@ class SessionActor:
             self.state.code,
             reason,
             duration,
+            extra={"session": self.state.code},
+        )
+
+    def relinquish(self) -> None:
+        """Stop serving a session another node took over: no event, no write (see
+        :class:`Relinquish`)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.handle.closed_reason = "moved"
+        self._save_at = math.inf
+        for peer in self.seats.peers.values():
+            peer.seat_ended(self.state.code, "moved", CloseCode.SERVICE_RESTART)
+        self.seats.peers.clear()
+        logger.warning(
+            "session %s: owned by another node now, no longer served here",
+            self.state.code,
             extra={"session": self.state.code},
         )
 

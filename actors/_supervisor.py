@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
@@ -14,7 +14,16 @@ from protocol import ErrorCode, ProtocolError
 
 from ._counters import ActorCounters
 from ._environment import Environment
-from ._messages import Directory, Message, NoDirectory, SessionHandle, SetGuardians
+from ._messages import (
+    CodeSource,
+    Directory,
+    Message,
+    NoDirectory,
+    Relinquish,
+    SaveNow,
+    SessionHandle,
+    SetGuardians,
+)
 from ._persistence import ClosedSession, Loaded, NoStore, SessionStore, StoredSession
 from ._records import restore
 from ._session import SessionActor, SessionStatistics
@@ -28,13 +37,23 @@ logger = logging.getLogger(__name__)
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L look-alikes
 
 
-def new_code(taken: dict[str, Any] | set[str], env: Environment, length: int) -> str:
+def new_code(taken: Mapping[str, object] | set[str], env: Environment, length: int) -> str:
     """A random session code of ``length`` characters not in ``taken`` (docs/security.md says
     how long guessing one takes at the join limits)."""
     while True:
         code = "".join(env.rng.choice(CODE_ALPHABET) for _ in range(length))
         if code not in taken:
             return code
+
+
+@attrs.frozen
+class LocalCodes:
+    """A single server's :class:`CodeSource`: random codes not live here."""
+
+    env: Environment
+
+    def new_code(self, taken: Mapping[str, object], length: int) -> str:
+        return new_code(taken, self.env, length)
 
 
 @attrs.frozen
@@ -77,9 +96,11 @@ class Supervisor:
         env: Environment | None = None,
         store: SessionStore | None = None,
         directory: Directory | None = None,
+        codes: CodeSource | None = None,
     ) -> None:
         self._config = config
         self.env = env or Environment.production()
+        self._codes: CodeSource = codes or LocalCodes(self.env)
         self.store: SessionStore = store or NoStore()
         self.directory: Directory = NoDirectory() if directory is None else directory
         self.counters = ActorCounters()
@@ -173,7 +194,7 @@ class Supervisor:
     def _new_actor(
         self, host_user_id: str, meta: dict[str, Any] | None
     ) -> tuple[SessionActor, trio.MemoryReceiveChannel[Message]]:
-        code = new_code(self._actors, self.env, self._config.code_length)
+        code = self._codes.new_code(self._actors, self._config.code_length)
         handle, receive = self._new_handle(code, host_user_id)
         self._created += 1
         return self._actor(handle, meta), receive
@@ -206,6 +227,21 @@ class Supervisor:
             restored += 1
         logger.info("restored %d sessions; %d expired while the server was down", restored, expired)
         return restored, expired
+
+    async def relinquish(self, code: str) -> None:
+        """Stop serving ``code`` here (another node owns it now); returns once it is gone."""
+        actor = self._actors.get(code)
+        if actor is None:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await actor.handle.send(Relinquish())
+        await actor.handle.finished.wait()
+
+    async def save_all(self) -> None:
+        """Have every session hand the store its whole record (the store lost its data)."""
+        for actor in list(self._actors.values()):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await actor.handle.send(SaveNow())
 
     def _grace_end(self, host_deadline_wall: float | None, saved_wall: float) -> float:
         # A host connected at the last save dropped when the server stopped: its grace (as

@@ -16,6 +16,7 @@ from ._events import LostReason as LostReason
 from ._links import Link as Link
 from ._links import Opener as Opener
 from ._links import WebSocketLink as WebSocketLink
+from ._links import failover_opener as failover_opener
 from ._links import websocket_opener as websocket_opener
 from ._reconnect import CONNECT_TIMEOUT as CONNECT_TIMEOUT
 from ._seats import Seat as Seat

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
 import trio
@@ -107,6 +108,22 @@ def websocket_opener(url: str) -> Opener:
         except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed) as exc:
             raise OSError(f"cannot connect to {url}: {exc!r}") from exc
         return WebSocketLink(ws)
+
+    return open_link
+
+
+def failover_opener(urls: Sequence[str]) -> Opener:
+    """An opener that tries the nodes of a cluster in turn (``ws://`` or ``wss://`` URLs):
+    each attempt opens the URL after the one the previous attempt used, so a client whose node
+    died reconnects to the next one, and resumes there (any node serves any session). Behind
+    a load balancer, pass its one URL instead."""
+    if not urls:
+        raise ValueError("failover_opener needs at least one URL")
+    openers = [websocket_opener(url) for url in urls]
+    turn = itertools.count()
+
+    async def open_link(nursery: trio.Nursery) -> Link:
+        return await openers[next(turn) % len(openers)](nursery)
 
     return open_link
 

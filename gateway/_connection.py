@@ -111,7 +111,9 @@ class Connection:
         )
         self._expires = math.inf  # Trio time the hello token expires
         self._join_failures = 0
-        self._router = Router(gateway.supervisor, config.max_sessions_per_connection)
+        self._router = Router(
+            gateway.supervisor, config.max_sessions_per_connection, gateway.locate
+        )
         self._closing = False
         self._link_dead = False  # heartbeat expired: no closing handshake can succeed
         # Kept unless the link ends another way: only an outside cancel (shutdown) leaves it.
@@ -151,10 +153,17 @@ class Connection:
         seats = self._router.seats
         if seats.ended(code, reason) is None or close is None:
             return
-        if len(seats):
+        if close == CloseCode.SERVICE_RESTART:  # the session moved: resume every seat anew
+            self._close(close, f"session {code} {reason}")
+        elif len(seats):
             self.deliver(encode_event(SeatEnded(session=code, reason=reason)))
         else:
             self._close(close, f"seat {reason}")
+
+    def close_link(self, code: int, reason: str) -> None:
+        """Close this connection with ``code`` once what is queued is sent (cluster mode: a
+        session it is seated in lost its node, so its client must reconnect and resume)."""
+        self._close(code, reason)
 
     # ---------------------------------------------------------------- closing
 

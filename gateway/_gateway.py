@@ -13,7 +13,9 @@ from ._client_address import TrustedProxies
 from ._directory import UserDirectory
 
 if TYPE_CHECKING:
-    from actors import Config, Environment, Supervisor
+    from collections.abc import Awaitable, Callable
+
+    from actors import Config, Environment, SessionHandle, Supervisor
     from store import RelationStore
 
     from ._counters import Counters
@@ -37,6 +39,8 @@ class Gateway:
     guard: AbuseGuard
     proxies: TrustedProxies
     relations: RelationStore | None = None
+    # cluster mode: the session ``code`` on another node (a relay handle), or None
+    locate: Callable[[str], Awaitable[SessionHandle | None]] | None = None
 
     @classmethod
     def build(
@@ -47,6 +51,7 @@ class Gateway:
         env: Environment,
         directory: UserDirectory,
         relations: RelationStore | None = None,
+        locate: Callable[[str], Awaitable[SessionHandle | None]] | None = None,
     ) -> Gateway:
         """A gateway with the identity checks and abuse limits ``config`` sets."""
         return cls(
@@ -59,6 +64,7 @@ class Gateway:
             guard=AbuseGuard(config),
             proxies=TrustedProxies.parse(config.trusted_proxy),
             relations=relations,
+            locate=locate,
         )
 
 

@@ -32,6 +32,8 @@ from protocol import (
 from ._seats import Seat, SeatMap
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from actors import Peer, Supervisor
 
 Entry = SessionCreate | SessionJoin | SessionResume
@@ -45,15 +47,22 @@ class Router:
     __slots__ = (
         "_in_flight",
         "_in_flight_to",
+        "_locate",
         "_settled",
         "_supervisor",
         "seats",
     )
 
-    def __init__(self, supervisor: Supervisor, max_seats: int) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        max_seats: int,
+        locate: Callable[[str], Awaitable[SessionHandle | None]] | None = None,
+    ) -> None:
         # The connection (the peer) is passed to each call rather than held: the connection
         # holds its router, and a reference back would make them a cycle.
         self._supervisor = supervisor
+        self._locate = locate  # cluster mode: a session another node owns
         self.seats = SeatMap(max_seats)
         self._in_flight = 0  # commands routed to an actor and not yet answered
         self._in_flight_to: SessionHandle | None = None  # ... all to this session
@@ -77,7 +86,7 @@ class Router:
         if isinstance(request, SessionCreate):
             target = await self._open(peer.user_id, request)
         elif isinstance(request, SessionJoin):
-            found = self._supervisor.lookup(request.code.upper())
+            found = await self._lookup(request.code.upper())
             if found is None:
                 raise ProtocolError(ErrorCode.NOT_FOUND, f"no live session {request.code!r}")
             target = found
@@ -85,11 +94,18 @@ class Router:
             token = parse_token(request.token)
             if token is None:
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, "invalid or expired resume token")
-            found = self._supervisor.lookup(token.code)
+            found = await self._lookup(token.code)
             if found is None:
                 raise ProtocolError(ErrorCode.SESSION_CLOSED, "the session of this token has ended")
             target = found
         await self._enter(peer, ref, request, target)
+
+    async def _lookup(self, code: str) -> SessionHandle | None:
+        """The session ``code``: live here, or (cluster mode) on another node."""
+        found = self._supervisor.lookup(code)
+        if found is None and self._locate is not None:
+            found = await self._locate(code)
+        return found
 
     async def go_live(self, peer: Peer, ref: Ref, request: LiveStart, guardians: list[str]) -> None:
         """Open ``peer``'s live session, watched by ``guardians``, and hold the ward's seat."""

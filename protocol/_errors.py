@@ -23,6 +23,7 @@ class ErrorCode(enum.StrEnum):
     SEAT_BUSY = "seat_busy"
     CONFLICT = "conflict"
     ALREADY_LIVE = "already_live"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
 

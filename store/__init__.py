@@ -12,6 +12,11 @@ from ._memory import MemoryStore as MemoryStore
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import HISTORY_RETENTION as HISTORY_RETENTION
 from ._open import open_store as open_store
+from ._pending import WRITE_BEHIND as WRITE_BEHIND
+from ._pending import Batch as Batch
+from ._pending import Pending as Pending
+from ._pending import PendingWrites as PendingWrites
+from ._pending import batch_written as batch_written
 from ._relations import Relation as Relation
 from ._relations import RelationStore as RelationStore
 from ._relations import open_relations as open_relations
@@ -21,6 +26,5 @@ from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._sqlite import DURABILITY as DURABILITY
 from ._sqlite import PRUNE_INTERVAL as PRUNE_INTERVAL
 from ._sqlite import TAIL_LIMIT as TAIL_LIMIT
-from ._sqlite import WRITE_BEHIND as WRITE_BEHIND
 from ._sqlite import SqliteStore as SqliteStore
 from ._sqlite import backup_file as backup_file

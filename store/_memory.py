@@ -17,6 +17,7 @@ class MemoryStore:
 
     durable = False
     persistent = False
+    available = True
 
     async def load(self, *, tails: bool = True) -> Loaded:
         """No sessions, clean."""

@@ -1,12 +1,12 @@
 """The SQLite store: write-behind batches, one writer at a time, WAL, bounded tails and history.
 
 How a change reaches the disk: ``save``/``close`` (synchronous, on the actor's Trio thread) only
-put it in ``_pending``, one entry per session (the newest record wins, events accumulate, at most
-``tail_limit`` of them). The writer task wakes on the first change, waits at most
-``WRITE_BEHIND`` (or not at all once a ``commit()`` is waiting), takes everything pending and
-writes it as one transaction in a worker thread. Only one batch runs at a time, and every other
-use of the connection (``load``, history reads) takes the same lock, so the connection is never
-used by two threads at once.
+put it in ``_pending`` (``_pending.py``), one entry per session (the newest record wins, events
+accumulate, at most ``tail_limit`` of them). The writer task wakes on the first change, waits at
+most ``WRITE_BEHIND`` (or not at all once a ``commit()`` is waiting), takes everything pending
+and writes it as one transaction in a worker thread. Only one batch runs at a time, and every
+other use of the connection (``load``, history reads) takes the same lock, so the connection is
+never used by two threads at once.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from actors import (
 )
 
 from ._api import StoreError, StoreStatistics
+from ._pending import Pending, PendingWrites, batch_written
 from ._schema import open_database, write_transaction
 
 logger = logging.getLogger(__name__)
 
-WRITE_BEHIND: Final = 0.05  # seconds: longest a queued change waits before its batch starts
 PRUNE_INTERVAL: Final = 60.0  # seconds of wall time between two history retention passes
 TAIL_LIMIT: Final = 1000  # events kept per session by default
 DURABILITY: Final = {"default": "NORMAL", "strict": "FULL"}  # mode -> PRAGMA synchronous
@@ -55,15 +55,6 @@ _converter.register_structure_hook_func(
 _HISTORY_COLUMNS: Final = (
     "code, host_user_id, started_at, ended_at, ended_wall, duration_s, reason, peak_participants"
 )
-
-
-@attrs.define
-class _Pending:
-    """What one session has queued for the next batch, already coalesced."""
-
-    closed: list[ClosedSession] = attrs.Factory(list)  # ends, in order (a code may be reused)
-    record: SessionRecord | None = None  # newest record since the last end, if any
-    events: list[tuple[int, str]] = attrs.Factory(list)  # at most tail_limit, oldest first
 
 
 @final
@@ -88,6 +79,7 @@ class SqliteStore:
         self.path = path
         self.durable = durable
         self.persistent = True
+        self.available = True  # a local file: a failed write is an error, not an outage
         self._conn = conn
         self._clean = clean  # as the previous run left it
         self._tail_limit = tail_limit
@@ -95,49 +87,18 @@ class SqliteStore:
         self._wall = wall
         self._last_prune = wall()  # open_database just pruned
         self._lock = trio.Lock()  # one user of the connection at a time
-        self._pending: dict[str, _Pending] = {}
-        self._pending_changes = 0  # save/close calls in _pending
-        self._first_queued: float | None = None  # trio time of the oldest change in _pending
-        self._queued_generation = 0  # save/close calls so far
-        self._committed_generation = 0  # of which committed
-        self._wake = trio.Event()  # something is pending
-        self._urgent = trio.Event()  # a commit() is waiting: do not wait for WRITE_BEHIND
-        self._committed = trio.Event()  # set (and replaced) after each batch
-        self._closed = False
+        self._pending = PendingWrites(tail_limit)
         self._stats = StoreStatistics()
 
     # ------------------------------------------------------------------ queueing (Trio thread)
 
     def save(self, change: SessionChange) -> None:
         """Queue a session's change, coalesced with what that session already has queued."""
-        entry = self._entry(change.record.code)
-        entry.record = change.record
-        entry.events.extend(change.events)
-        if len(entry.events) > self._tail_limit:
-            del entry.events[: -self._tail_limit]
+        self._pending.save(change)
 
     def close(self, closed: ClosedSession) -> None:
         """Queue the end of a session: its record and tail are deleted, a history row kept."""
-        entry = self._entry(closed.code)
-        entry.closed.append(closed)
-        entry.record = None
-        entry.events.clear()
-
-    def _entry(self, code: str) -> _Pending:
-        """The pending entry of a session, counting one more queued change."""
-        if self._closed:
-            raise trio.ClosedResourceError("the session store is closed")
-        entry = self._pending.get(code)
-        if entry is None:
-            entry = self._pending[code] = _Pending()
-            if len(self._pending) > self._stats.max_queued:
-                self._stats = attrs.evolve(self._stats, max_queued=len(self._pending))
-        if self._first_queued is None:
-            self._first_queued = trio.current_time()
-            self._wake.set()
-        self._pending_changes += 1
-        self._queued_generation += 1
-        return entry
+        self._pending.close(closed)
 
     async def commit(self) -> None:
         """Return once everything queued before the call is committed.
@@ -145,15 +106,14 @@ class SqliteStore:
         Starts the next batch at once rather than after ``WRITE_BEHIND``. Cancelling the wait
         does not cancel the write.
         """
-        await trio.lowlevel.checkpoint()
-        target = self._queued_generation
-        while self._committed_generation < target:
-            self._urgent.set()
-            await self._committed.wait()
+        await self._pending.commit()
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""
-        return attrs.evolve(self._stats, queued=len(self._pending))
+        pending = self._pending
+        return attrs.evolve(
+            self._stats, queued=len(pending.sessions), max_queued=pending.max_queued
+        )
 
     # ------------------------------------------------------------------------------ the writer
 
@@ -167,20 +127,12 @@ class SqliteStore:
         """
         task_status.started()
         while True:
-            await self._wake.wait()
-            assert self._first_queued is not None
-            with trio.move_on_at(self._first_queued + WRITE_BEHIND):
-                await self._urgent.wait()
+            await self._pending.wait_batch()
             await self._write_pending()
 
     async def _write_pending(self) -> None:
         """Take everything pending and commit it as one transaction."""
-        batch, self._pending = self._pending, {}
-        changes, self._pending_changes = self._pending_changes, 0
-        generation, first = self._queued_generation, self._first_queued
-        self._first_queued = None
-        self._wake = trio.Event()
-        self._urgent = trio.Event()
+        batch = self._pending.take()
         prune_before = None
         wall = self._wall()
         if wall - self._last_prune >= PRUNE_INTERVAL:
@@ -189,23 +141,13 @@ class SqliteStore:
         async with self._lock:
             started = trio.current_time()
             try:
-                await trio.to_thread.run_sync(self._write_batch, batch, prune_before)
+                await trio.to_thread.run_sync(self._write_batch, batch.sessions, prune_before)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write the session store {self.path}: {exc}") from exc
-        done = trio.current_time()
-        self._stats = attrs.evolve(
-            self._stats,
-            batches_written=self._stats.batches_written + 1,
-            changes_written=self._stats.changes_written + changes,
-            last_batch_size=len(batch),
-            last_flush_latency=done - (first if first is not None else started),
-            last_write_duration=done - started,
-        )
-        self._committed_generation = generation
-        self._committed.set()
-        self._committed = trio.Event()
+        self._stats = batch_written(self._stats, batch, started)
+        self._pending.written(batch)
 
-    def _write_batch(self, batch: dict[str, _Pending], prune_before: float | None) -> None:
+    def _write_batch(self, batch: dict[str, Pending], prune_before: float | None) -> None:
         """One transaction for the whole batch (worker thread)."""
         conn = self._conn
         with write_transaction(conn):
@@ -367,7 +309,7 @@ class SqliteStore:
 
     async def _finish(self, *, clean: bool) -> None:
         """Refuse new changes, flush what is queued and, if ``clean``, mark a clean shutdown."""
-        self._closed = True
+        self._pending.closed = True
         await self.commit()
         if clean:
             async with self._lock:

@@ -257,7 +257,7 @@ async def test_write_behind_flushes_without_commit(db: Path) -> None:
     async with open_store(url(db)) as store:
         sqlite = sqlite_store(store)
         store.save(change("AAAAA", 1, 1))
-        await sqlite._committed.wait()
+        await sqlite._pending.next_written()
         stats = store.statistics()
         assert stats.batches_written == 1
         assert WRITE_BEHIND <= stats.last_flush_latency < GUARD

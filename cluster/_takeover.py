@@ -1,0 +1,152 @@
+"""Taking over the sessions of a node whose lease expired, and keeping one's own after a lost
+lease.
+
+Every node watches the registered incarnations (``ts:nodes``) every quarter of the lease TTL.
+One whose lease is gone, or holds another token (the node restarted), is dead: each survivor
+claims its sessions in batches (``CLAIM``: atomic, so each session gets exactly one new owner,
+under the claimer's fencing token) and restores them hibernating, as after a restart. The
+epoch is kept only in strict durability with a stored tail that reaches the record (nothing
+any client saw can be missing); otherwise it changes and clients resume from a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from actors import Loaded, SessionHandle
+
+from . import _keys as keys
+from ._redis import REDIS_ERRORS
+from ._store import stored_session
+
+if TYPE_CHECKING:
+    from actors import Supervisor
+
+    from ._membership import Membership
+    from ._relay import Incarnation, Relay
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH: Final = 64  # sessions claimed per script call
+
+
+class Takeover:
+    """Finds dead incarnations and claims their sessions for this node."""
+
+    def __init__(
+        self, membership: Membership, supervisor: Supervisor, relay: Relay, *, strict: bool
+    ) -> None:
+        self._membership = membership
+        self._redis = membership.redis
+        self._supervisor = supervisor
+        self._relay = relay
+        self._strict = strict
+        self._claim = self._redis.register_script(keys.CLAIM)
+        self._reclaim = self._redis.register_script(keys.RECLAIM)
+        self._dead: set[Incarnation] = set()  # already reset here
+        self.claimed = 0  # sessions taken over by this node
+        self.last_takeover: float | None = None  # seconds the last dead node's claims took
+
+    async def watch(self) -> None:
+        """Look for dead incarnations every quarter of the lease TTL, forever."""
+        ttl = self._membership.lease_ttl
+        while True:
+            await trio.sleep(ttl / 4 * random.uniform(0.8, 1.2))
+            if not self._membership.available:
+                continue
+            try:
+                for dead in await self.dead_incarnations():
+                    await self.take_over(dead)
+            except REDIS_ERRORS as error:
+                logger.warning("cluster: takeover scan failed (%s)", error)
+
+    async def dead_incarnations(self) -> list[Incarnation]:
+        """Incarnations whose lease is gone or taken by a newer one."""
+        registered = await self._redis.hgetall(keys.NODES)
+        me = (self._membership.node_id, self._membership.fence)
+        known = {(node.decode(), int(fence)) for node, fence in registered.items()}
+        # and those this node relays to or for, which may be gone from ts:nodes already (the
+        # others took their sessions over first), so that the relayed connections are reset
+        nodes = sorted((known | self._relay.incarnations()) - {me})
+        if not nodes:
+            return []
+        leases = await self._redis.mget([keys.lease(node) for node, _ in nodes])
+        return [
+            node
+            for node, lease in zip(nodes, leases, strict=True)
+            if lease is None or int(lease) != node[1]
+        ]
+
+    async def take_over(self, dead: Incarnation) -> None:
+        """Claim ``dead``'s sessions until none is left (other nodes claim beside us)."""
+        if dead not in self._dead:
+            self._dead.add(dead)
+            logger.warning("cluster: node %s (incarnation %d) is gone", *dead)
+            self._relay.reset(dead)
+        node, fence = dead
+        me = self._membership
+        started = trio.current_time()
+        claimed = 0
+        while True:
+            found: Any = await self._claim(
+                [keys.owned(node, fence), me.owned_key, keys.NODES, keys.lease(node)],
+                [node, fence, me.node_id, me.fence, CLAIM_BATCH, keys.PREFIX],
+            )
+            if found:
+                claimed += self._restore(found)
+            elif not await self._redis.scard(keys.owned(node, fence)):
+                break
+        if claimed:
+            self.claimed += claimed
+            self.last_takeover = trio.current_time() - started
+            logger.warning(
+                "cluster: took over %d sessions of node %s (incarnation %d)", claimed, node, fence
+            )
+
+    def _restore(self, found: list[bytes | list[bytes]]) -> int:
+        sessions = []
+        for i in range(0, len(found), 3):
+            code, record, tail = found[i : i + 3]
+            assert isinstance(code, bytes) and isinstance(record, bytes)
+            assert isinstance(tail, list)
+            try:
+                sessions.append(stored_session(code.decode(), record, tail))
+            except (ValueError, TypeError, KeyError) as error:
+                logger.error("cluster: session %s could not be read (%s)", code, error)
+        restored, expired = self._supervisor.restore(Loaded(sessions=sessions, clean=self._strict))
+        return restored + expired
+
+    async def locate_dead(self, code: str, owner: Incarnation) -> SessionHandle | None:
+        """``code`` is owned by a dead incarnation: take it over now (with the rest of that
+        node's sessions this node wins), then it is here or with whoever claimed it."""
+        await self.take_over(owner)
+        return self._supervisor.lookup(code)
+
+    async def keep_own(self, old_fence: int) -> None:
+        """This node lost its lease and registered anew: keep each session nobody took
+        meanwhile (saving it again if Redis lost it); stop serving the others."""
+        me = self._membership
+        lost, resave = [], False
+        for code in self._supervisor.codes():
+            kept: Any = await self._reclaim(
+                [keys.directory(code), keys.owned(me.node_id, old_fence), me.owned_key],
+                [me.node_id, old_fence, me.fence, code],
+            )
+            if not kept:
+                lost.append(code)
+            resave = resave or kept == 2
+        for code in lost:
+            await self._supervisor.relinquish(code)
+        if resave:
+            await self._supervisor.save_all()
+        self._relay.reset_all()
+        logger.warning(
+            "cluster: new incarnation %d kept %d sessions, lost %d to other nodes",
+            me.fence,
+            len(self._supervisor.codes()),
+            len(lost),
+        )
