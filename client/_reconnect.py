@@ -235,15 +235,16 @@ class Reconnecting:
     async def _resume(self, link: Link, seat: Seat, step: trio.CancelScope) -> RequestError | None:
         """Resume one seat; the refusal if the server refused it for good.
 
-        ``seat_busy`` (the seat was just taken over elsewhere) is retried after the server's
-        ``retry_after_ms``, on Trio's clock; past ``MAX_BUSY_RETRIES`` the attempt fails.
+        ``seat_busy`` (the seat was just taken over elsewhere) and ``unavailable`` (a cluster
+        recovering from a Redis outage) are retried after the server's ``retry_after_ms``, on
+        Trio's clock; past ``MAX_BUSY_RETRIES`` the attempt fails (and the client reconnects).
         """
         for _ in range(MAX_BUSY_RETRIES + 1):
             step.deadline = trio.current_time() + self._connect_timeout
             try:
                 await self._request_on(link, "session:resume", seat.resume_fields())
             except RequestError as error:
-                if error.code != ErrorCode.SEAT_BUSY:
+                if error.code not in (ErrorCode.SEAT_BUSY, ErrorCode.UNAVAILABLE):
                     return error
                 delay = float(error.details.get("retry_after_ms", 0)) / 1000
                 logger.info(

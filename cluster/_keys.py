@@ -58,9 +58,14 @@ def channel(node: str, fence: int | str) -> str:
     return f"{PREFIX}relay:{node}:{fence}"
 
 
-# KEYS: fence counter, nodes, lease, addresses; ARGV: node id, ttl ms, url -> new token
+# KEYS: fence counter, nodes, lease, addresses; ARGV: node id, ttl ms, url, the node's last
+# token -> a new token, above the node's last one even if Redis lost the counter
 REGISTER: Final = """
 local fence = redis.call('INCR', KEYS[1])
+if fence <= tonumber(ARGV[4]) then
+  fence = tonumber(ARGV[4]) + 1
+  redis.call('SET', KEYS[1], fence)
+end
 redis.call('HSET', KEYS[2], ARGV[1], fence)
 redis.call('SET', KEYS[3], fence, 'PX', ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
@@ -92,9 +97,11 @@ return 1
 """
 
 # KEYS: directory entry, record, tail, owned set; ARGV: node, token, record, tail limit, code,
-# events... -> 1 written, 0 fenced (another incarnation owns the session)
+# events... -> 1 written, 0 fenced (another incarnation owns the session), 2 no directory entry
+# (Redis lost its data: the node reclaims its sessions once it has registered anew)
 SAVE: Final = """
 local d = redis.call('HMGET', KEYS[1], 'owner', 'fence')
+if not d[1] then return 2 end
 if d[1] ~= ARGV[1] or d[2] ~= ARGV[2] then return 0 end
 redis.call('PERSIST', KEYS[1])
 redis.call('SADD', KEYS[4], ARGV[5])
@@ -107,10 +114,11 @@ return 1
 """
 
 # KEYS: directory entry, record, tail, owned set, history, closed; ARGV: node, token,
-# closed record, code, history limit, retention s -> 1 closed, 0 fenced
+# closed record, code, history limit, retention s -> 1 closed, 0 fenced (with no directory
+# entry left, as after Redis lost its data, the history record is still written)
 CLOSE: Final = """
 local d = redis.call('HMGET', KEYS[1], 'owner', 'fence')
-if d[1] ~= ARGV[1] or d[2] ~= ARGV[2] then return 0 end
+if d[1] and (d[1] ~= ARGV[1] or d[2] ~= ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[4])
 redis.call('LPUSH', KEYS[5], ARGV[3])

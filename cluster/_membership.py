@@ -52,11 +52,14 @@ class Membership:
         self.lease_ttl = lease_ttl
         self.fence = 0  # the incarnation's fencing token; 0 until registered
         self.available = False  # Redis answered the last renewal
-        self.registered_at = 0.0  # Trio time the current incarnation began
+        # Trio time until which the directory may still miss sessions that live nodes are
+        # re-registering (after this node lost its lease, so may have the others)
+        self.settling_until = 0.0
         self.incarnation_changed = trio.Event()  # replaced by each new registration
         self._env = env
         self._codes: collections.deque[tuple[float, str]] = collections.deque()  # (when, code)
         self._want_codes = trio.Event()
+        self._check = trio.Event()  # renew the lease now rather than at the next third of it
         self._register = redis.register_script(keys.REGISTER)
         self._renew = redis.register_script(keys.RENEW)
         self._reserve = redis.register_script(keys.RESERVE)
@@ -72,13 +75,14 @@ class Membership:
     async def register(self) -> None:
         """Start a new incarnation (a new fencing token and lease)."""
         ttl_ms = int(self.lease_ttl * 1000)
-        args: list[str | int] = [self.node_id, ttl_ms, self.url]
+        args: list[str | int] = [self.node_id, ttl_ms, self.url, self.fence]
         fence: Any = await self._register(
             [keys.FENCE, keys.NODES, keys.lease(self.node_id), keys.ADDRESSES], args
         )
+        if self.fence:  # a lost incarnation: the others may be re-registering too
+            self.settling_until = trio.current_time() + 2 * self.lease_ttl
         self.fence = int(fence)
         self.available = True
-        self.registered_at = trio.current_time()
         self._codes.clear()  # reserved under the old token (or in a Redis that lost them)
         self._want_codes.set()
         self.incarnation_changed.set()
@@ -91,7 +95,9 @@ class Membership:
         """Renew the lease every third of its TTL, forever. ``on_outage()`` runs when Redis
         stops answering; ``on_lost(old_fence)`` once a new incarnation replaced a lost one."""
         while True:
-            await trio.sleep(self.lease_ttl / 3)
+            with trio.move_on_after(self.lease_ttl / 3):
+                await self._check.wait()
+            self._check = trio.Event()
             try:
                 renewed: Any = await self._renew(
                     [keys.lease(self.node_id)], [self.fence, int(self.lease_ttl * 1000)]
@@ -105,6 +111,7 @@ class Membership:
                     await on_lost(old)
                 elif not self.available:
                     logger.warning("cluster: Redis answers again")
+                    self.settling_until = trio.current_time() + 2 * self.lease_ttl
                 self.available = True
             except REDIS_ERRORS as error:
                 if self.available:
@@ -115,12 +122,20 @@ class Membership:
 
     # ------------------------------------------------------------------ codes
 
+    def check_lease(self) -> None:
+        """Renew the lease now (a write found the directory empty: Redis may have lost it)."""
+        self._check.set()
+
+    def settling(self) -> bool:
+        """Whether the cluster may still be recovering from a Redis outage or data loss."""
+        return trio.current_time() < self.settling_until
+
     def new_code(self, taken: Mapping[str, object], length: int) -> str:
         """A code reserved in the session directory (unique in the cluster); ``unavailable``
         when none is reserved (Redis is down: new sessions are refused, existing ones go on).
         """
         stale = trio.current_time() - CODE_SHELF_LIFE
-        while self._codes:
+        while self._codes and self.available:
             reserved_at, code = self._codes.popleft()
             if len(self._codes) < CODE_RESERVE // 2:
                 self._want_codes.set()

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 
+from protocol import ErrorCode, ProtocolError
+
 from . import _keys as keys
 from ._membership import Membership
 from ._redis import REDIS_ERRORS, redis_client
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STOP_FLUSH: Final = 5.0  # seconds a clean stop waits for the store's last batch
+
+
+def _unavailable(why: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.UNAVAILABLE, why, retry_after_ms=1000)
 
 
 class ClusterError(Exception):
@@ -138,18 +144,21 @@ class ClusterNode:
 
     async def locate(self, code: str) -> SessionHandle | None:
         """The session ``code`` if another node owns it (a relay stand-in), or if its owner is
-        dead (taken over now); ``None`` if there is no such session."""
+        dead (taken over now); ``None`` if there is no such session. ``unavailable`` while
+        Redis is, or while the cluster recovers from losing its data (it may not know yet)."""
         try:
             entry = await self.membership.redis.hmget(keys.directory(code), ["owner", "fence"])
             owner, fence = entry
             if owner is None or fence is None:
+                if self.membership.settling():
+                    raise _unavailable("the cluster is recovering; retry")
                 return None
             incarnation = (owner.decode(), int(fence))
             if incarnation == (self.membership.node_id, self.membership.fence):
                 return None  # reserved here and not (or no longer) a session
             lease = await self.membership.redis.get(keys.lease(incarnation[0]))
         except REDIS_ERRORS:
-            return None
+            raise _unavailable("the cluster's Redis is unavailable; retry") from None
         if lease is not None and int(lease) == incarnation[1]:
             return self.relay.session(code, incarnation)
         return await self.takeover.locate_dead(code, incarnation)

@@ -124,24 +124,30 @@ class RedisStore:
             batch = self._pending.take()
             started = trio.current_time()
             try:
-                fenced = await self._write(batch)
+                fenced, orphaned = await self._write(batch)
             except REDIS_ERRORS as error:
                 logger.warning("cluster store: batch not written (%s); retrying", error)
                 self._pending.put_back(batch, batch.sessions)
                 await trio.sleep(RETRY)
                 continue
-            self._stats = batch_written(self._stats, batch, started)
-            self._pending.written(batch)
             for code in fenced:
                 self._on_fenced(code)
+            if orphaned:  # Redis lost them: written again once the node reclaimed them
+                self._pending.put_back(batch, {code: batch.sessions[code] for code in orphaned})
+                self._membership.check_lease()
+                await trio.sleep(RETRY)
+                continue
+            self._stats = batch_written(self._stats, batch, started)
+            self._pending.written(batch)
 
     async def flush(self) -> None:
         """Write what is queued and accept no more (a clean stop; the caller bounds the wait)."""
         self._pending.closed = True
         await self._pending.commit()
 
-    async def _write(self, batch: Batch) -> list[str]:
-        """One pipeline for the batch; the codes whose writes were fenced off."""
+    async def _write(self, batch: Batch) -> tuple[list[str], list[str]]:
+        """One pipeline for the batch; the codes whose writes were fenced off, and those whose
+        directory entry is gone."""
         node, fence = self._membership.node_id, self._membership.fence
         owned = keys.owned(node, fence)
         results: list[tuple[str, Any]] = []
@@ -172,11 +178,14 @@ class RedisStore:
                         client=pipe,
                     )
                     results.append((code, request))
-        fenced = []
+        fenced, orphaned = [], []
         for code, request in results:
-            if not await request and code not in fenced:
+            outcome = await request
+            if outcome == 0 and code not in fenced:
                 fenced.append(code)
-        return fenced
+            elif outcome == 2 and code not in orphaned:
+                orphaned.append(code)
+        return fenced, orphaned
 
 
 def stored_session(code: str, record: bytes, tail: list[bytes]) -> StoredSession:

@@ -56,8 +56,8 @@ class Takeover:
         ttl = self._membership.lease_ttl
         while True:
             await trio.sleep(ttl / 4 * random.uniform(0.8, 1.2))
-            if not self._membership.available:
-                continue
+            if not self._membership.available or self._membership.settling():
+                continue  # let live nodes reclaim their own sessions first
             try:
                 for dead in await self.dead_incarnations():
                     await self.take_over(dead)

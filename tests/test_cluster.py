@@ -8,6 +8,7 @@ restart it. Without a Redis on 6379 the tests skip, saying so; CI starts one fir
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import signal
 import socket
@@ -15,15 +16,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from client import Backoff, Client, ConnectionEvent, ConnectionState, connect, failover_opener
-from client import RequestError
+from client import (
+    Backoff,
+    Client,
+    ConnectionEvent,
+    ConnectionLost,
+    ConnectionState,
+    RequestError,
+    connect,
+    failover_opener,
+)
 from cluster import redis_client
 from protocol import StateUpdated
 
@@ -120,6 +129,14 @@ async def next_event(c: Client, kind: str) -> Any:
     raise AssertionError("events ended")
 
 
+async def eventually(check: Callable[[], Awaitable[object]], within: float = 15.0) -> None:
+    """Wait until ``check()`` is true: the state of other processes (Redis, the nodes) has no
+    event to wait on, so it is polled, every 50 ms of real time, for at most ``within`` s."""
+    with trio.fail_after(within):
+        while not await check():
+            await trio.sleep(0.05)
+
+
 async def owners(url: str) -> dict[str, str]:
     """Session code -> owner node, from the session directory (sessions with a record)."""
     async with redis_client(url) as redis:
@@ -131,6 +148,10 @@ async def owners(url: str) -> dict[str, str]:
         return found
 
 
+async def _count_owned(url: str, count: int) -> bool:
+    return len(await owners(url)) >= count
+
+
 async def test_sessions_spread_and_cross_node_members_get_every_event_in_order(
     redis_url: str,
 ) -> None:
@@ -139,9 +160,7 @@ async def test_sessions_spread_and_cross_node_members_get_every_event_in_order(
         for i, node in enumerate((a, b, c, a, b, c)):
             async with client(node.url, name=f"host{i}") as host:
                 codes.append((await host.create_session(state={"n": 0})).code)
-        with trio.move_on_after(5):
-            while len(set((await owners(redis_url)).values())) < 3:
-                await trio.sleep(0.05)
+        await eventually(lambda: _count_owned(redis_url, 6))
         assert sorted((await owners(redis_url)).values()) == ["n0", "n0", "n1", "n1", "n2", "n2"]
 
         async with (
@@ -182,26 +201,28 @@ async def test_a_killed_node_s_sessions_resume_elsewhere_without_losing_an_acked
             await p1.join(code)
             await p2.join(code)
             acked = 0
+            reached: dict[int, trio.Event] = {20: trio.Event()}
 
             async def write() -> None:
                 nonlocal acked
                 for n in range(1, 10_000):
                     try:
                         await host.set_state({"n": n})
-                    except Exception:  # noqa: BLE001: lost mid-request while the node dies
+                    except (RequestError, ConnectionLost):  # lost mid-request: the node died
                         continue
                     acked = n
+                    for target in [t for t in reached if t <= n]:
+                        reached.pop(target).set()
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(write)
-                while acked < 20:
-                    await trio.sleep(0.01)
+                await reached[20].wait()
                 a.kill()
                 killed_at, at_kill = trio.current_time(), acked
+                reached[at_kill + 20] = more = trio.Event()  # writes go on at the new owner
                 resumed = await next_event(host, ConnectionState.RESUMED)
                 took = trio.current_time() - killed_at
-                while acked < at_kill + 20:  # writes go on at the new owner
-                    await trio.sleep(0.01)
+                await more.wait()
                 nursery.cancel_scope.cancel()
             assert resumed.snapshot is not None or resumed.recovered
             assert took < 10 * LEASE_TTL
@@ -229,19 +250,18 @@ async def test_a_killed_node_s_sessions_resume_elsewhere_without_losing_an_acked
                 assert seqs == sorted(set(seqs))  # in order, none twice
 
 
+async def _owned_by(url: str, code: str, node: str) -> bool:
+    return (await owners(url)).get(code) == node
+
+
 async def test_a_restarted_node_does_not_resurrect_its_sessions(redis_url: str) -> None:
-    with trio.fail_after(GUARD), nodes(redis_url, 2) as (a, b):
+    with trio.fail_after(GUARD), nodes(redis_url, 2) as (a, _b):
         async with client(a.url, name="host") as host:
             code = (await host.create_session(state={"v": 1})).code
             await host.set_state({"v": 2})
-        with trio.move_on_after(5):
-            while code not in await owners(redis_url):
-                await trio.sleep(0.05)
+        await eventually(lambda: _owned_by(redis_url, code, "n0"))
         a.kill()
-        with trio.move_on_after(10):
-            while (await owners(redis_url)).get(code) != "n1":
-                await trio.sleep(0.05)
-        assert (await owners(redis_url))[code] == "n1"
+        await eventually(lambda: _owned_by(redis_url, code, "n1"))
         a.restart()
         async with client(a.url, name="someone") as someone:
             joined = await someone.join(code)  # relayed to n1, the owner
@@ -299,6 +319,19 @@ def own_redis() -> Iterator[tuple[str, Any]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+_attempts = itertools.count()
+
+
+async def _create_answers(url: str, error: str | None) -> bool:
+    """Whether a new user's session:create on ``url`` fails with ``error`` (None: succeeds)."""
+    async with client(url, name=f"newcomer{next(_attempts)}") as newcomer:
+        try:
+            await newcomer.create_session()
+        except RequestError as refused:
+            return refused.code == error
+        return error is None
+
+
 async def test_redis_outage_degraded_mode_then_recovery() -> None:
     with own_redis() as (url, (start_redis, stop_redis)), nodes(url, 2) as (a, b):
         with trio.fail_after(GUARD):
@@ -314,31 +347,13 @@ async def test_redis_outage_degraded_mode_then_recovery() -> None:
                 # existing sessions go on: a change reaches the member on the same node
                 await host.set_state({"v": 1})
                 assert (await next_event(local, "state:updated")).state == {"v": 1}
-                # new sessions are refused with a clear error while Redis is away
-                with trio.move_on_after(10):
-                    while True:
-                        async with client(a.url, name="newcomer") as newcomer:
-                            try:
-                                await newcomer.create_session()
-                            except RequestError as error:
-                                refused = error
-                                break
-                        await trio.sleep(0.1)
-                assert refused.code == "unavailable"
+                # new sessions are refused with a clear error while Redis is away (at once,
+                # once the node has noticed the outage)
+                await eventually(lambda: _create_answers(a.url, "unavailable"))
                 start_redis()  # empty: it kept nothing
-                # recovery: the session is stored again and new sessions open again
-                with trio.move_on_after(15):
-                    while code not in await owners(url):
-                        await trio.sleep(0.1)
-                assert (await owners(url))[code] == "n0"
-                async with client(b.url, name="newcomer2") as newcomer:
-                    with trio.move_on_after(10):
-                        while True:
-                            try:
-                                await newcomer.create_session()
-                                break
-                            except RequestError:
-                                await trio.sleep(0.2)
+                # recovery: the session is stored again, and new sessions open again
+                await eventually(lambda: _owned_by(url, code, "n0"))
+                await eventually(lambda: _create_answers(b.url, None))
                 # the member relayed through n1 was cut off and resumed: it sees new changes
                 await host.set_state({"v": 2})
                 event = await next_event(remote, "state:updated")

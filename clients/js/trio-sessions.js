@@ -481,7 +481,8 @@ export class Client {
             return;
           }
           outcome = { code, reason: error.message };
-        } else if (error instanceof RequestError && error.code === "seat_busy") { // the seat changed hands a moment ago
+        } else if (error instanceof RequestError && (error.code === "seat_busy" || error.code === "unavailable")) {
+          // the seat changed hands a moment ago, or a cluster is recovering from a Redis outage
           await this._sleep(Number(error.details.retry_after_ms) || this._backoff.base);
           continue;
         } else {
