@@ -146,6 +146,7 @@ async def serve(
                             user, topic, data, env.iso()
                         ),
                         abuse=gateway.guard.statistics,
+                        cluster=node,
                     )
                     logger.log(
                         logging.INFO if config.auth_enabled else logging.WARNING,

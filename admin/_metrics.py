@@ -41,8 +41,10 @@ class ServerCollector:
         store: Store,
         gc_pauses: GcPauses | None = None,
         abuse: Callable[[], AbuseStatistics] | None = None,
+        cluster: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self._supervisor = supervisor
+        self._cluster = cluster
         self._counters = counters
         self._store = store
         self._gc_pauses = gc_pauses
@@ -55,6 +57,8 @@ class ServerCollector:
         yield from self._store_metrics()
         if self._abuse is not None:
             yield from _abuse_metrics(self._abuse())
+        if self._cluster is not None:
+            yield from _cluster_metrics(self._cluster())
         if self._gc_pauses is not None:
             yield _histogram(
                 "gc_pause_seconds", "Pauses of the cyclic garbage collector", self._gc_pauses.pauses
@@ -166,6 +170,27 @@ def _abuse_metrics(a: AbuseStatistics) -> Iterator[Metric]:
         "abuse_tracked_addresses", "Client addresses the limits remember", a.tracked_addresses
     )
     yield _gauge("abuse_tracked_users", "Users the limits remember", a.tracked_users)
+
+
+_CLUSTER_GAUGES: Final = {
+    "redis_available": "1 while this node reaches the cluster's Redis, else 0 (degraded mode)",
+    "incarnation": "This node's fencing token (changes when it registers anew)",
+    "relayed_connections": "Connections of this node seated in sessions other nodes own",
+    "remote_peers": "Connections of other nodes seated in sessions this node owns",
+    "links": "Relay links of this node to other node incarnations",
+}
+_CLUSTER_COUNTERS: Final = {
+    "batches_published": "Relay batches this node published",
+    "resets": "Relay link resets (a link lost operations, or its node is gone)",
+    "sessions_taken_over": "Sessions this node took over from dead nodes",
+}
+
+
+def _cluster_metrics(stats: dict[str, int]) -> Iterator[Metric]:
+    for name, help in _CLUSTER_GAUGES.items():
+        yield _gauge("cluster_" + name, help, stats[name])
+    for name, help in _CLUSTER_COUNTERS.items():
+        yield _counter("cluster_" + name, help, stats[name])
 
 
 def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:

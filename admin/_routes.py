@@ -12,7 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import attrs
 
@@ -27,6 +27,7 @@ from ._schemas import (
     CleanupResult,
     ClosedSessionView,
     CloseResult,
+    ClusterView,
     Health,
     HistoryPage,
     NotifyRequest,
@@ -42,6 +43,7 @@ from ._schemas import (
     SessionList,
     SessionSummary,
     UserSessions,
+    converter,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class AdminApi:
     relations: RelationStore | None = None
     on_relations_changed: Callable[[str], None] = lambda _ward: None
     notify_user: NotifyUser | None = None
+    cluster: ClusterSource | None = None  # cluster mode: this node
     document: dict[str, Any] = attrs.field(factory=lambda: openapi_document(operations()))
 
 
@@ -377,6 +380,25 @@ async def _notify_user(api: AdminApi, call: Call) -> Reply:
     return Reply(200, NotifyResult(user_id=user, topic=body.topic, delivered=delivered))
 
 
+# ---------------------------------------------------------------- cluster
+
+
+class ClusterSource(Protocol):
+    """What the admin API reads of a cluster node (``cluster.ClusterNode``)."""
+
+    async def view(self) -> dict[str, Any]: ...
+
+
+async def _cluster(api: AdminApi, call: Call) -> Reply:
+    if api.cluster is None:
+        raise not_found("this server is not in cluster mode (--cluster)")
+    try:
+        view = await api.cluster.view()
+    except Exception as error:  # Redis is unavailable: the view cannot be read
+        raise ApiError(503, "unavailable", f"cannot read the cluster: {error}") from None
+    return Reply(200, converter.structure(view, ClusterView))
+
+
 # ---------------------------------------------------------------- health, metrics, document
 
 
@@ -460,6 +482,16 @@ def operations() -> list[Operation]:
             handler=_close_session,
             response=CloseResult,
             errors=(404, 503, 504),
+        ),
+        Operation(
+            method="GET",
+            path=f"{API}/cluster",
+            summary="The cluster: every node incarnation, alive or not, and its sessions",
+            description="Cluster mode only (404 otherwise). Session listings are per node; "
+            "this view counts the sessions of every node, from Redis.",
+            handler=_cluster,
+            response=ClusterView,
+            errors=(404, 503),
         ),
         Operation(
             method="GET",

@@ -253,6 +253,46 @@ class NotifyResult:
     delivered: int
 
 
+# ---------------------------------------------------------------- cluster
+
+
+@attrs.frozen(kw_only=True)
+class ClusterNodeView:
+    """One registered node incarnation: alive while its lease is, with the sessions it owns."""
+
+    node_id: str
+    incarnation: int
+    alive: bool
+    url: str | None
+    sessions: int
+    this_node: bool
+
+
+@attrs.frozen(kw_only=True)
+class RelayStatistics:
+    """This node's relay: connections relayed to other nodes' sessions, remote connections
+    served here, links, batches published, and resets (a link that lost operations)."""
+
+    relayed_connections: int
+    remote_peers: int
+    links: int
+    batches_published: int
+    resets: int
+
+
+@attrs.frozen(kw_only=True)
+class ClusterView:
+    """The cluster as this node sees it in Redis (``--cluster``); per-node listings such as
+    ``GET /sessions`` cover only the node asked."""
+
+    node_id: str
+    redis_available: bool
+    sessions: int  # owned by live nodes, in all
+    nodes: list[ClusterNodeView]
+    relay: RelayStatistics
+    taken_over: int  # sessions this node took over from dead nodes since it started
+
+
 def _copy(cls: type[_View], source: object, **extra: Any) -> _View:
     """A ``cls`` with the fields of the same names taken from ``source`` (plus ``extra``)."""
     fields = {f.name: getattr(source, f.name) for f in attrs.fields(cls) if f.name not in extra}

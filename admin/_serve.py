@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actors import Config, Supervisor
+    from cluster import ClusterNode
     from gateway import Counters
     from store import RelationStore, Store
     from transport import HttpRoute
@@ -61,7 +62,8 @@ class Operations:
 
     ``relations``, ``on_relations_changed(ward)`` and ``notify_user(user, topic, data)`` are
     optional hooks of the admin API (without them, those endpoints answer 501); ``abuse``
-    reads the abuse limits' statistics for ``/metrics``.
+    reads the abuse limits' statistics for ``/metrics``; ``cluster`` (cluster mode) is this
+    node, for ``/api/v1/cluster`` and the ``cluster_*`` metrics.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Operations:
         on_relations_changed: Callable[[str], None] | None = None,
         notify_user: NotifyUser | None = None,
         abuse: Callable[[], AbuseStatistics] | None = None,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.config = config
         self.readiness = Readiness()
@@ -83,7 +86,16 @@ class Operations:
         self._store = store
         self._gc_pauses = GcPauses() if config.metrics else None
         self.metrics = (
-            Metrics(ServerCollector(supervisor, counters, store, self._gc_pauses, abuse))
+            Metrics(
+                ServerCollector(
+                    supervisor,
+                    counters,
+                    store,
+                    self._gc_pauses,
+                    abuse,
+                    None if cluster is None else cluster.statistics,
+                )
+            )
             if config.metrics
             else None
         )
@@ -95,6 +107,7 @@ class Operations:
             metrics=self.metrics,
             relations=relations,
             notify_user=notify_user,
+            cluster=cluster,
         )
         if on_relations_changed is not None:
             api.on_relations_changed = on_relations_changed

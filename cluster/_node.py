@@ -181,13 +181,23 @@ class ClusterNode:
                     "alive": lease is not None and int(lease) == fence,
                     "url": address.decode() if address else None,
                     "sessions": await redis.scard(keys.owned(node, fence)),
-                    "self": node == self.membership.node_id and fence == self.membership.fence,
+                    "this_node": (node, fence) == (self.membership.node_id, self.membership.fence),
                 }
             )
         return {
             "node_id": self.membership.node_id,
             "redis_available": self.membership.available,
+            "sessions": sum(node["sessions"] for node in nodes if node["alive"]),
             "nodes": nodes,
             "relay": self.relay.statistics(),
             "taken_over": self.takeover.claimed,
+        }
+
+    def statistics(self) -> dict[str, int]:
+        """What ``/metrics`` shows of the cluster (read at scrape time, no Redis call)."""
+        return {
+            "redis_available": int(self.membership.available),
+            "incarnation": self.membership.fence,
+            "sessions_taken_over": self.takeover.claimed,
+            **self.relay.statistics(),
         }

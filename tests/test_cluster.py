@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ class Node:
         self.server = self._start()
 
     def _start(self) -> ServerProcess:
-        command = [sys.executable, "server.py", "--port", "0", "--admin-port", "-1"]
+        command = [sys.executable, "server.py", "--port", "0", "--admin-port", "0"]
         command += ["--log-level", "info", "--store", "memory", *self.flags]
         process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         server = ServerProcess(process)
@@ -133,7 +135,9 @@ async def eventually(check: Callable[[], Awaitable[object]], within: float = 15.
     """Wait until ``check()`` is true: the state of other processes (Redis, the nodes) has no
     event to wait on, so it is polled, every 50 ms of real time, for at most ``within`` s."""
     with trio.fail_after(within):
-        while not await check():
+        while True:
+            if await check():
+                return
             await trio.sleep(0.05)
 
 
@@ -146,6 +150,11 @@ async def owners(url: str) -> dict[str, str]:
             owner = await redis.hget(f"ts:dir:{code}", "owner")
             found[code] = owner.decode() if owner else ""
         return found
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 async def _count_owned(url: str, count: int) -> bool:
@@ -162,6 +171,14 @@ async def test_sessions_spread_and_cross_node_members_get_every_event_in_order(
                 codes.append((await host.create_session(state={"n": 0})).code)
         await eventually(lambda: _count_owned(redis_url, 6))
         assert sorted((await owners(redis_url)).values()) == ["n0", "n0", "n1", "n1", "n2", "n2"]
+        view = await trio.to_thread.run_sync(_get_json, b.server.admin_url + "/api/v1/cluster")
+        assert view["sessions"] == 6 and view["node_id"] == "n1" and view["redis_available"]
+        assert [(n["node_id"], n["alive"], n["sessions"]) for n in view["nodes"]] == [
+            ("n0", True, 2),
+            ("n1", True, 2),
+            ("n2", True, 2),
+        ]
+        assert [n["this_node"] for n in view["nodes"]] == [False, True, False]
 
         async with (
             client(a.url, name="teacher") as host,
