@@ -140,12 +140,20 @@ return 2
 """
 
 # KEYS: dead owned set, my owned set, nodes, dead lease; ARGV: dead id, dead token, my id,
-# my token, batch size, prefix -> flat list code, record, tail entries joined by "\\n"...
-# Claims up to a batch of a dead incarnation's sessions; unregisters it once none is left.
+# my token, batch size, prefix[, one code] -> flat list: code, record, tail entries, ...
+# Claims up to a batch of a dead incarnation's sessions (or the one code given, if it still has
+# it); unregisters the incarnation once it has none left.
 CLAIM: Final = """
 if redis.call('GET', KEYS[4]) == ARGV[2] then return {} end
 local out = {}
-for _, code in ipairs(redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[5]))) do
+local codes
+if ARGV[7] then
+  codes = {}
+  if redis.call('SISMEMBER', KEYS[1], ARGV[7]) == 1 then codes = {ARGV[7]} end
+else
+  codes = redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[5]))
+end
+for _, code in ipairs(codes) do
   redis.call('SREM', KEYS[1], code)
   local dir = ARGV[6] .. 'dir:' .. code
   local d = redis.call('HMGET', dir, 'owner', 'fence')

@@ -142,7 +142,7 @@ class ClusterNode:
         if self._nursery is not None:
             self._nursery.start_soon(self.supervisor.relinquish, code)
 
-    async def locate(self, code: str) -> SessionHandle | None:
+    async def locate(self, code: str, *, claim: bool = True) -> SessionHandle | None:
         """The session ``code`` if another node owns it (a relay stand-in), or if its owner is
         dead (taken over now); ``None`` if there is no such session. ``unavailable`` while
         Redis is, or while the cluster recovers from losing its data (it may not know yet)."""
@@ -161,7 +161,14 @@ class ClusterNode:
             raise _unavailable("the cluster's Redis is unavailable; retry") from None
         if lease is not None and int(lease) == incarnation[1]:
             return self.relay.session(code, incarnation)
-        return await self.takeover.locate_dead(code, incarnation)
+        if not claim:
+            return None  # a code reserved by a dead node, never a session
+        if self.membership.settling():  # its node may be re-registering: let it reclaim first
+            raise _unavailable("the cluster is recovering; retry")
+        claimed = await self.takeover.claim(code, incarnation)
+        if claimed is None:  # another node was quicker: ask the directory again, once
+            return await self.locate(code, claim=False)
+        return claimed
 
     async def view(self) -> dict[str, Any]:
         """The cluster as the admin API shows it: every registered node, alive or not, with the

@@ -25,6 +25,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -88,6 +89,7 @@ class NodeLink:
         self._last_frame: str | None = None  # the frame of the last "f" operation queued
         self._wake = trio.Event()
         self.broken = False
+        self._overflowed = False  # broken because the destination does not keep up
         self.published = 0  # batches
         self.operations = 0
 
@@ -96,7 +98,8 @@ class NodeLink:
         if self.broken:
             return False
         if self._bytes + size > LINK_BUDGET:
-            self.broken = True
+            self._overflowed = True
+            self.close()
             return False
         self._ops.append(op)
         self._bytes += size
@@ -115,11 +118,21 @@ class NodeLink:
         self._last_frame = frame
         return True
 
+    def close(self) -> None:
+        """Publish nothing more; the task ends."""
+        self.broken = True
+        self._wake.set()
+
     async def run(self, on_failure: Callable[[], None]) -> None:
-        """Publish what is queued, batch after batch, until cancelled or broken."""
+        """Publish what is queued, batch after batch, until closed. ``on_failure()`` when
+        operations were lost (a failed publish, or more queued than ``LINK_BUDGET``)."""
         while not self.broken:
             await self._wake.wait()
             self._wake = trio.Event()
+            if self._overflowed:
+                logger.warning("cluster: relay to %s over its budget", self.channel)
+                on_failure()
+                return
             while self._ops and not self.broken:
                 batch = self._take()
                 self._seq += 1
@@ -128,7 +141,7 @@ class NodeLink:
                     await self._redis.publish(self.channel, payload)
                 except REDIS_ERRORS as error:
                     logger.warning("cluster: relay to %s failed (%s)", self.channel, error)
-                    self.broken = True
+                    self.close()
                     on_failure()
                     return
                 self.published += 1
@@ -188,6 +201,7 @@ class RemotePeer:
         "link",
         "name",
         "on_done",
+        "on_idle",
         "origin",
         "pending",
         "seats",
@@ -201,12 +215,14 @@ class RemotePeer:
         connection_id: str,
         identity: tuple[str, str, bool],
         on_done: Callable[[RemotePeer, str, str | None], None],
+        on_idle: Callable[[RemotePeer], None],
     ) -> None:
         self.link = link
         self.origin = origin
         self.connection_id = connection_id
         self.user_id, self.name, self.anonymous = identity
         self.on_done = on_done
+        self.on_idle = on_idle
         # (code, command) sent to this node's actors and not yet done: a connection's commands
         # are answered in order (its own node's router waits before switching sessions)
         self.pending: collections.deque[tuple[str, Command]] = collections.deque()
@@ -229,6 +245,7 @@ class RemotePeer:
     def seat_ended(self, code: str, reason: str, close: CloseCode | None = None) -> None:
         if self.seats.pop(code, None) is not None:
             self.link.send(["ended", self.connection_id, code, reason, close], 64 + len(reason))
+            self.on_idle(self)
 
     def seat_granted(self, session: SessionHandle, participant_id: str) -> bool:
         return False  # live sessions seat guardians connected to their own node only
@@ -250,7 +267,7 @@ class Relay:
         # one), and of its link to this node with the number of the last batch received
         self._generation: dict[Incarnation, int] = {}
         self._received: dict[Incarnation, tuple[int, int]] = {}  # (generation, batch)
-        self._sessions: dict[str, RemoteSession] = {}  # code -> its stand-in (origin side)
+        self._gone: set[Incarnation] = set()  # incarnations known dead: nothing is sent there
         self._relayed: dict[str, _Relayed] = {}  # connection id -> it (origin side)
         self._remote: dict[tuple[Incarnation, str], RemotePeer] = {}  # owner side
         self.resets = 0
@@ -262,17 +279,16 @@ class Relay:
         new registration, on the new channel)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            started = False
+            status: trio.TaskStatus[None] | None = task_status
             while True:
                 membership = self._membership
-                changed = membership.incarnation_changed
-                with trio.CancelScope() as scope:
-                    nursery.start_soon(_cancel_when, changed, scope)
+                async with trio.open_nursery() as watch:  # until this incarnation is replaced
+                    watch.start_soon(_cancel_when, membership.incarnation_changed, watch)
                     try:
                         async with self._redis.pubsub(channels=[membership.channel]) as pubsub:
-                            if not started:
-                                task_status.started()
-                                started = True
+                            if status is not None:
+                                status.started()
+                                status = None
                             async for message in pubsub:
                                 data = message["data"]
                                 if message["type"] == "message" and isinstance(data, bytes):
@@ -281,6 +297,7 @@ class Relay:
                         logger.warning("cluster: relay subscription lost (%s)", error)
                         self.reset_all()
                         await trio.sleep(membership.lease_ttl / 3)
+                    watch.cancel_scope.cancel()
 
     def _own(self, to: Incarnation) -> tuple[Incarnation, Incarnation]:
         return (self._membership.node_id, self._membership.fence), to
@@ -288,27 +305,32 @@ class Relay:
     def _link(self, to: Incarnation) -> NodeLink:
         key = self._own(to)
         link = self._links.get(key)
-        if link is None or link.broken:
+        if link is not None and link.broken:  # it lost operations: the other side must know
+            self.reset(to)
+            link = None
+        if link is None:
             generation = self._generation.setdefault(to, 1)
-            link = NodeLink(self._redis, key[0], generation, keys.channel(*to))
-            self._links[key] = link
+            link = self._links[key] = NodeLink(self._redis, key[0], generation, keys.channel(*to))
             assert self._nursery is not None
-            self._nursery.start_soon(link.run, lambda: self.reset(to))
+            self._nursery.start_soon(link.run, partial(self._link_failed, to, link))
         return link
+
+    def _link_failed(self, to: Incarnation, link: NodeLink) -> None:
+        if self._links.get(self._own(to)) is link:
+            self.reset(to)
 
     # ------------------------------------------------------------------ origin side
 
     def session(self, code: str, owner: Incarnation) -> RemoteSession:
-        """The stand-in of ``code``, owned by ``owner``."""
-        remote = self._sessions.get(code)
-        if remote is None or remote.owner != owner:
-            send, _ = trio.open_memory_channel[Message](0)
-            remote = RemoteSession(code, "", send, owner=owner, relay=self)
-            self._sessions[code] = remote
-        return remote
+        """A stand-in for ``code``, owned by ``owner`` (a router keeps it in its seat)."""
+        send, _ = trio.open_memory_channel[Message](0)
+        return RemoteSession(code, "", send, owner=owner, relay=self)
 
     def forward(self, remote: RemoteSession, message: Message) -> bool:
-        """Send ``message`` (from this node's router) to the owner of ``remote``."""
+        """Send ``message`` (from this node's router) to the owner of ``remote``; ``False`` if
+        it cannot go (its node is gone: a command fails, a ``PeerGone`` has nobody to tell)."""
+        if remote.owner in self._gone:
+            return isinstance(message, PeerGone)
         link = self._link(remote.owner)
         if isinstance(message, Command):
             peer = message.peer
@@ -382,7 +404,14 @@ class Relay:
             peer = self._remote.get((source, connection_id))
             if peer is None:
                 identity = (user_id, name, anonymous)
-                peer = RemotePeer(self._link(source), source, connection_id, identity, self._done)
+                peer = RemotePeer(
+                    self._link(source),
+                    source,
+                    connection_id,
+                    identity,
+                    self._done,
+                    self._forget_remote_if_idle,
+                )
                 self._remote[(source, connection_id)] = peer
             await self._serve(peer, code, participant_id, ref, frame)
         elif kind == "gone":
@@ -450,6 +479,8 @@ class Relay:
         link, which tells the sender to do the same, once)."""
         node, fence, generation, seq, ops = orjson.loads(payload)
         source = (node, fence)
+        if source in self._gone:
+            return  # a node that lost its lease (it registers anew, and resets its side)
         last_generation, last_seq = self._received.get(source, (generation, seq - 1))
         if generation < last_generation:
             return  # sent before the sender's reset; what it refers to is gone
@@ -470,6 +501,11 @@ class Relay:
             else:
                 self._at_origin(op)
 
+    def gone(self, node: Incarnation) -> None:
+        """``node``'s lease expired: reset, and send nothing there any more."""
+        self._gone.add(node)
+        self.reset(node)
+
     def reset(self, node: Incarnation) -> None:
         """The link with ``node`` lost operations, or ``node`` is gone: forget what this side
         had with it, and start a new generation of the link to it."""
@@ -478,7 +514,7 @@ class Relay:
         self._forget(node)
         link = self._links.pop(self._own(node), None)
         if link is not None:
-            link.broken = True  # what it still holds refers to what was just forgotten
+            link.close()  # what it still holds refers to what was just forgotten
         self._generation[node] = self._generation.get(node, 1) + 1
 
     def _forget(self, node: Incarnation) -> None:
@@ -491,8 +527,6 @@ class Relay:
                 relayed.peer.close_link(
                     CloseCode.SERVICE_RESTART, "a session's node is unreachable"
                 )
-        for code in [code for code, remote in self._sessions.items() if remote.owner == node]:
-            self._sessions.pop(code).relay = None
         gone = [peer for key, peer in self._remote.items() if key[0] == node]
         for peer in gone:
             del self._remote[(peer.origin, peer.connection_id)]
@@ -501,11 +535,11 @@ class Relay:
 
     def reset_all(self) -> None:
         """Redis was unavailable: no link can be trusted to have lost nothing."""
-        nodes = self.incarnations() | {remote.owner for remote in self._sessions.values()}
+        nodes = self.incarnations()
         for node in nodes:
             self.reset(node)
         for link in self._links.values():  # those of an earlier incarnation of this node
-            link.broken = True
+            link.close()
         self._links.clear()
 
     async def _release(self, peers: list[RemotePeer]) -> None:
@@ -528,6 +562,6 @@ class Relay:
         }
 
 
-async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+async def _cancel_when(event: trio.Event, nursery: trio.Nursery) -> None:
     await event.wait()
-    scope.cancel()
+    nursery.cancel_scope.cancel()

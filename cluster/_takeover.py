@@ -12,6 +12,7 @@ any client saw can be missing); otherwise it changes and clients resume from a s
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,13 +60,15 @@ class Takeover:
             if not self._membership.available or self._membership.settling():
                 continue  # let live nodes reclaim their own sessions first
             try:
-                for dead in await self.dead_incarnations():
-                    await self.take_over(dead)
+                dead, alive = await self.incarnations()
+                for incarnation in dead:
+                    await self.take_over(incarnation, share_among=alive)
             except REDIS_ERRORS as error:
                 logger.warning("cluster: takeover scan failed (%s)", error)
 
-    async def dead_incarnations(self) -> list[Incarnation]:
-        """Incarnations whose lease is gone or taken by a newer one."""
+    async def incarnations(self) -> tuple[list[Incarnation], int]:
+        """The incarnations whose lease is gone or taken by a newer one, and how many nodes
+        are alive (this one included)."""
         registered = await self._redis.hgetall(keys.NODES)
         me = (self._membership.node_id, self._membership.fence)
         known = {(node.decode(), int(fence)) for node, fence in registered.items()}
@@ -73,32 +76,32 @@ class Takeover:
         # others took their sessions over first), so that the relayed connections are reset
         nodes = sorted((known | self._relay.incarnations()) - {me})
         if not nodes:
-            return []
+            return [], 1
         leases = await self._redis.mget([keys.lease(node) for node, _ in nodes])
-        return [
+        dead = [
             node
             for node, lease in zip(nodes, leases, strict=True)
             if lease is None or int(lease) != node[1]
         ]
+        return dead, 1 + len(nodes) - len(dead)
 
-    async def take_over(self, dead: Incarnation) -> None:
-        """Claim ``dead``'s sessions until none is left (other nodes claim beside us)."""
+    async def take_over(self, dead: Incarnation, *, share_among: int = 1) -> None:
+        """Claim ``dead``'s sessions: this node's share of what is left (the others claim
+        theirs beside it, each in its own scan), or all of it with ``share_among=1``."""
         if dead not in self._dead:
             self._dead.add(dead)
             logger.warning("cluster: node %s (incarnation %d) is gone", *dead)
-            self._relay.reset(dead)
+            self._relay.gone(dead)
         node, fence = dead
-        me = self._membership
+        owned = keys.owned(node, fence)
+        share = math.ceil(await self._redis.scard(owned) / share_among)
         started = trio.current_time()
         claimed = 0
         while True:
-            found: Any = await self._claim(
-                [keys.owned(node, fence), me.owned_key, keys.NODES, keys.lease(node)],
-                [node, fence, me.node_id, me.fence, CLAIM_BATCH, keys.PREFIX],
-            )
+            found = await self._claim_batch(dead)
             if found:
                 claimed += self._restore(found)
-            elif not await self._redis.scard(keys.owned(node, fence)):
+            if claimed >= share or (not found and not await self._redis.scard(owned)):
                 break
         if claimed:
             self.claimed += claimed
@@ -106,6 +109,16 @@ class Takeover:
             logger.warning(
                 "cluster: took over %d sessions of node %s (incarnation %d)", claimed, node, fence
             )
+
+    async def _claim_batch(self, dead: Incarnation, code: str | None = None) -> Any:
+        """Claim a batch of ``dead``'s sessions (or just ``code``); what ``CLAIM`` returns."""
+        node, fence = dead
+        me = self._membership
+        args: list[str | int] = [node, fence, me.node_id, me.fence, CLAIM_BATCH, keys.PREFIX]
+        return await self._claim(
+            [keys.owned(node, fence), me.owned_key, keys.NODES, keys.lease(node)],
+            args if code is None else [*args, code],
+        )
 
     def _restore(self, found: list[bytes | list[bytes]]) -> int:
         sessions = []
@@ -120,10 +133,15 @@ class Takeover:
         restored, expired = self._supervisor.restore(Loaded(sessions=sessions, clean=self._strict))
         return restored + expired
 
-    async def locate_dead(self, code: str, owner: Incarnation) -> SessionHandle | None:
-        """``code`` is owned by a dead incarnation: take it over now (with the rest of that
-        node's sessions this node wins), then it is here or with whoever claimed it."""
-        await self.take_over(owner)
+    async def claim(self, code: str, owner: Incarnation) -> SessionHandle | None:
+        """``code`` is owned by ``owner``, a dead incarnation: take it over now (a client is
+        waiting for it). ``None`` if another node claimed it first."""
+        if owner not in self._dead:
+            self._dead.add(owner)
+            self._relay.gone(owner)
+        found = await self._claim_batch(owner, code)
+        if found:
+            self.claimed += self._restore(found)
         return self._supervisor.lookup(code)
 
     async def keep_own(self, old_fence: int) -> None:
