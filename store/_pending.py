@@ -110,10 +110,6 @@ class PendingWrites:
         """Wait until the writer finishes its next batch (tests watch write-behind with it)."""
         await self._written.wait()
 
-    def settled(self) -> bool:
-        """Everything queued so far is written."""
-        return self._written_generation == self._queued_generation
-
     async def wait_batch(self) -> None:
         """Wait until something is queued, then ``WRITE_BEHIND`` or until a commit() waits."""
         await self._wake.wait()

@@ -17,6 +17,7 @@ from typing import ParamSpec
 
 import pytest
 import trio
+import trio.testing
 
 from actors import (
     ClosedSession,
@@ -29,6 +30,7 @@ from store import (
     SCHEMA_VERSION,
     WRITE_BEHIND,
     MemoryStore,
+    PendingWrites,
     SqliteStore,
     StoreError,
     backup_file,
@@ -610,3 +612,52 @@ async def test_backup_file_of_a_missing_file_fails(tmp_path: Path) -> None:
         match=rf"^cannot back up the session store {re.escape(str(missing))}: no such file$",
     ):
         backup_file(missing, tmp_path / "copy.db")
+
+
+async def test_a_batch_put_back_goes_ahead_of_what_was_queued_since() -> None:
+    """A batch that could not be written (the cluster's Redis was away) is queued again in
+    front of the newer changes: the newest record wins, the events stay in order, and a commit
+    waits until both are written."""
+    pending = PendingWrites(tail_limit=10)
+    pending.save(SessionChange(record=record("AAAA", 1), events=[(1, "e1")]))
+    first = pending.take()
+    pending.save(SessionChange(record=record("AAAA", 2), events=[(2, "e2")]))
+    pending.put_back(first, first.sessions)
+    entry = pending.sessions["AAAA"]
+    assert entry.record is not None and entry.record.seq == 2
+    assert entry.events == [(1, "e1"), (2, "e2")]
+    committed = False
+
+    async def commit() -> None:
+        nonlocal committed
+        await pending.commit()
+        committed = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(commit)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not committed  # the put-back batch was never written
+        pending.written(pending.take())
+    assert committed and not pending.sessions
+
+
+async def test_a_close_after_a_put_back_batch_ends_the_session_after_its_old_changes() -> None:
+    """A session closed while its earlier batch failed: the retry writes the old change, then
+    the close, and no record survives the close."""
+    pending = PendingWrites(tail_limit=10)
+    pending.save(SessionChange(record=record("BBBB", 1), events=[(1, "e1")]))
+    failed = pending.take()
+    closed = ClosedSession(
+        code="BBBB",
+        host_user_id="u-host",
+        started_at="2026-11-23T16:00:00Z",
+        ended_at="2026-11-23T16:10:00Z",
+        ended_wall=1600.0,
+        duration_s=600.0,
+        reason="manual_stop",
+        peak_participants=2,
+    )
+    pending.close(closed)
+    pending.put_back(failed, failed.sessions)
+    entry = pending.sessions["BBBB"]
+    assert entry.closed == [closed] and entry.record is None and entry.events == []
