@@ -300,11 +300,13 @@ class SessionActor:
                 self._expire_timers()
             else:
                 self._handle(message)
+            if not held:
+                return  # nothing left the session: nobody waits for the change
             if self._save_at != math.inf:
                 self.save()
             if self.store.available:
                 await self.store.commit()
-            elif held:  # released uncommitted: the stored tail may now miss what clients saw
+            else:  # released uncommitted: the stored tail may now miss what clients saw
                 self.state.epoch = self.env.token_hex(8)
                 self.mark_changed()
         finally:
