@@ -128,6 +128,9 @@ class NodeLink:
         operations were lost (a failed publish, or more queued than ``LINK_BUDGET``)."""
         while not self.broken:
             await self._wake.wait()
+            # One scheduler pass more: the tasks runnable now (the actor's fan-out, the reply,
+            # the end of the command) queue theirs too, and one publish carries them all.
+            await trio.lowlevel.checkpoint()
             self._wake = trio.Event()
             if self._overflowed:
                 logger.warning("cluster: relay to %s over its budget", self.channel)

@@ -376,3 +376,47 @@ async def test_redis_outage_degraded_mode_then_recovery() -> None:
                 event = await next_event(remote, "state:updated")
                 while event.state != {"v": 2}:
                     event = await next_event(remote, "state:updated")
+
+
+async def _live_here(node: Node) -> set[str]:
+    listing = await trio.to_thread.run_sync(
+        _get_json, node.server.admin_url + "/api/v1/sessions?limit=1000"
+    )
+    return {session["code"] for session in listing["sessions"]}
+
+
+async def test_a_node_that_lost_its_lease_stops_serving_what_others_took(redis_url: str) -> None:
+    """Fencing: n0's lease vanishes while n0 runs (as when it pauses past its TTL). The others
+    may take its sessions over; n0 registers anew and keeps only those nobody took. Whatever
+    the race gives, each session ends up served by exactly one node, and its host, cut off
+    with 1012 if its session moved, resumes and goes on."""
+    with trio.fail_after(GUARD), nodes(redis_url, 3) as (a, b, c):
+        async with (
+            client(a.url, b.url, c.url, name="h1") as h1,
+            client(a.url, b.url, c.url, name="h2") as h2,
+        ):
+            codes = [(await h.create_session(state={"v": 0})).code for h in (h1, h2)]
+            await eventually(lambda: _count_owned(redis_url, 2))
+            async with redis_client(redis_url) as redis:
+                await redis.delete(["ts:node:n0"])
+            await eventually(lambda: _registered_anew(redis_url, "n0"))
+            await eventually(lambda: _each_served_once(redis_url, (a, b, c), codes))
+            for h in (h1, h2):  # answered by whichever node owns its session now
+                assert await h.set_state({"v": 1}) == 1
+
+
+async def _each_served_once(url: str, cluster: tuple[Node, ...], codes: list[str]) -> bool:
+    """Whether each session is live on exactly one node: the one the directory names."""
+    found = await owners(url)
+    served = [await _live_here(node) for node in cluster]
+    return sorted(found) == sorted(codes) and all(
+        [node.name for node, live in zip(cluster, served, strict=True) if code in live]
+        == [found[code]]
+        for code in codes
+    )
+
+
+async def _registered_anew(url: str, node: str) -> bool:
+    async with redis_client(url) as redis:
+        lease = await redis.get(f"ts:node:{node}")
+        return lease is not None and int(lease) > 1
