@@ -6,6 +6,7 @@ field's ``#`` is its ``--help`` line.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Final
 
 import attrs
@@ -94,8 +95,15 @@ class Config:
             raise ValueError(f"durability must be default or strict, not {self.durability!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
-        if self.cluster and not self.cluster.startswith(("redis://", "rediss://")):
-            raise ValueError(f"cluster must be a redis:// or rediss:// URL, not {self.cluster!r}")
+        database = urllib.parse.urlparse(self.cluster).path.strip("/")
+        if self.cluster and not (
+            self.cluster.startswith(("redis://", "rediss://"))
+            and (database == "" or database.isdigit())
+        ):
+            raise ValueError(
+                f"cluster must be a redis:// or rediss:// URL (with a database number), "
+                f"not {self.cluster!r}"
+            )
         if self.lease_ttl < 0.5:
             raise ValueError(f"lease_ttl must be at least 0.5 seconds, not {self.lease_ttl}")
         if not 4 <= self.code_length <= 12:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import re
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .cgen.generator import CGenerator
 from .generators import NodeGenerator, PythonGenerator
 from .servers import Running
 
@@ -25,9 +27,24 @@ START = 2_000  # deliveries per second of the first step
 GENERATOR_BUSY = 0.9  # a generator busier than this (share of its core) may be the limit
 
 
-async def sweep(server: Running, groups: int, members: int, generator: str) -> dict[str, Any]:
-    """Find the saturation rate of ``server`` for ``groups`` rooms of ``members``."""
-    kind = NodeGenerator if generator == "node" else PythonGenerator
+# each makes the async context manager of one generator: (server, groups, members) -> it
+GENERATORS: dict[str, Callable[[Running, int, int], Any]] = {
+    "node": NodeGenerator,
+    "python": PythonGenerator,
+    "c": CGenerator,
+}
+
+
+async def sweep(
+    server: Running,
+    groups: int,
+    members: int,
+    generator: str,
+    kind: Callable[[Running, int, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Find the saturation rate of ``server`` for ``groups`` rooms of ``members``, with the
+    generator named ``generator``, or made by ``kind`` (e.g. the C one on several servers)."""
+    kind = kind or GENERATORS[generator]
     clients = groups * members
     async with kind(server, groups, members) as load:
         if load.connected < clients:

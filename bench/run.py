@@ -163,9 +163,10 @@ def cli() -> None:
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument(
         "--generator",
-        choices=["node", "python"],
+        choices=["node", "python", "c"],
         default="node" if node_available() else "python",
-        help="fan-out load generator: Node.js (default where installed) or the load tool's engine",
+        help="fan-out load generator: Node.js (default where installed), the load tool's "
+        "engine, or the C one (bench/cgen, built with gcc)",
     )
     parser.add_argument("--json", help="write every measurement to this file")
     args = parser.parse_args()

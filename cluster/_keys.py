@@ -13,7 +13,8 @@ write they guard. Layout (``ts:`` is the prefix):
   a code reserved for a session not yet saved is only in the directory, with an expiry.
 - ``ts:rec:{code}``: the session's latest record; ``ts:tail:{code}``: its event tail.
 - ``ts:history`` (newest first, capped) and ``ts:closed:{code}``: closed sessions.
-- ``ts:relay:{id}:{fence}``: the pub/sub channel of one incarnation (relayed traffic).
+- ``ts:{db}:relay:{id}:{fence}``: the pub/sub channel of one incarnation (relayed traffic);
+  channels are global to a Redis server, so the database number is part of the name.
 
 Scripts compute keys of other sessions from the prefix, so the cluster needs one Redis
 server (a primary with replicas is fine; Redis Cluster's sharding is not supported).
@@ -54,8 +55,10 @@ def closed(code: str) -> str:
     return f"{PREFIX}closed:{code}"
 
 
-def channel(node: str, fence: int | str) -> str:
-    return f"{PREFIX}relay:{node}:{fence}"
+def channel(database: int, node: str, fence: int | str) -> str:
+    # pub/sub channels are global to a Redis server, not per database: the number keeps two
+    # clusters on two databases of one Redis apart
+    return f"{PREFIX}{database}:relay:{node}:{fence}"
 
 
 # KEYS: fence counter, nodes, lease, addresses; ARGV: node id, ttl ms, url, the node's last

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CODE_RESERVE: Final = 32  # codes kept reserved ahead, so a create never waits for Redis
+CODE_RESERVE: Final = 256  # codes kept reserved ahead, so a create never waits for Redis
 RESERVATION: Final = 3600  # seconds a reserved code stays reserved in Redis
 CODE_SHELF_LIFE: Final = RESERVATION / 2  # seconds a node keeps a reserved code before dropping it
 
@@ -41,12 +41,14 @@ class Membership:
     def __init__(
         self,
         redis: coredis.Redis[bytes],
+        database: int,
         node_id: str,
         url: str,
         lease_ttl: float,
         env: Environment,
     ) -> None:
         self.redis = redis
+        self.database = database  # the Redis database number: part of the channels' names
         self.node_id = node_id
         self.url = url  # the public WebSocket address (admin views)
         self.lease_ttl = lease_ttl
@@ -70,7 +72,11 @@ class Membership:
 
     @property
     def channel(self) -> str:
-        return keys.channel(self.node_id, self.fence)
+        return self.channel_of((self.node_id, self.fence))
+
+    def channel_of(self, incarnation: tuple[str, int]) -> str:
+        """The relay channel of ``incarnation`` in this cluster."""
+        return keys.channel(self.database, *incarnation)
 
     async def register(self) -> None:
         """Start a new incarnation (a new fencing token and lease)."""
@@ -142,11 +148,17 @@ class Membership:
             if reserved_at > stale and code not in taken and len(code) == length:
                 return code
         self._want_codes.set()
-        raise ProtocolError(
+        if not self.available:
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE,
+                "the cluster cannot open new sessions now (its Redis is unavailable); existing "
+                "sessions go on; retry later",
+                retry_after_ms=1000,
+            )
+        raise ProtocolError(  # a burst of creates used every reserved code: more are coming
             ErrorCode.UNAVAILABLE,
-            "the cluster cannot open new sessions now (its Redis is unavailable); existing "
-            "sessions go on; retry later",
-            retry_after_ms=1000,
+            "no session code is reserved on this node yet; retry",
+            retry_after_ms=50,
         )
 
     async def reserve_codes(self, length: int) -> None:
@@ -156,13 +168,22 @@ class Membership:
             self._want_codes = trio.Event()
             try:
                 while self.available and len(self._codes) < CODE_RESERVE:
-                    fence = self.fence
-                    code = "".join(self._env.rng.choice(CODE_ALPHABET) for _ in range(length))
-                    reserved: Any = await self._reserve(
-                        [keys.directory(code)], [self.node_id, fence, RESERVATION]
-                    )
-                    if reserved and fence == self.fence:
-                        self._codes.append((trio.current_time(), code))
+                    await self._reserve_batch(length, CODE_RESERVE - len(self._codes))
             except REDIS_ERRORS:
                 await trio.sleep(self.lease_ttl / 3)
                 self._want_codes.set()
+
+    async def _reserve_batch(self, length: int, count: int) -> None:
+        """Reserve ``count`` new random codes in one round trip (those taken are skipped)."""
+        fence = self.fence
+        alphabet, rng = CODE_ALPHABET, self._env.rng
+        codes = ["".join(rng.choice(alphabet) for _ in range(length)) for _ in range(count)]
+        args: list[str | int] = [self.node_id, fence, RESERVATION]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            requests: list[Any] = [
+                self._reserve([keys.directory(code)], args, client=pipe) for code in codes
+            ]
+        now = trio.current_time()
+        for code, request in zip(codes, requests, strict=True):
+            if await request and fence == self.fence:
+                self._codes.append((now, code))

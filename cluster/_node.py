@@ -18,7 +18,7 @@ from protocol import ErrorCode, ProtocolError
 
 from . import _keys as keys
 from ._membership import Membership
-from ._redis import REDIS_ERRORS, redis_client
+from ._redis import REDIS_ERRORS, database_of, redis_client
 from ._relay import Relay
 from ._store import RedisStore
 from ._takeover import Takeover
@@ -59,7 +59,8 @@ async def open_cluster(config: Config, env: Environment) -> AsyncIterator[Cluste
     """
     node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
     async with redis_client(config.cluster) as redis:
-        membership = Membership(redis, node_id, "", config.lease_ttl, env)
+        database = database_of(config.cluster)
+        membership = Membership(redis, database, node_id, "", config.lease_ttl, env)
         try:
             await membership.register()
         except REDIS_ERRORS as error:

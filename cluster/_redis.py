@@ -4,6 +4,7 @@ being unavailable."""
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from typing import Final
 
 import coredis
@@ -20,6 +21,14 @@ REDIS_ERRORS: Final = (
 logging.getLogger("coredis").setLevel(logging.WARNING)
 
 TIMEOUT: Final = 2.0  # seconds for a connection or a reply before Redis counts as unavailable
+
+
+def database_of(url: str) -> int:
+    """The database number a ``redis://`` URL names (its path, or ``?db=``; 0 by default)."""
+    parsed = urllib.parse.urlparse(url)
+    path = parsed.path.strip("/")
+    query = urllib.parse.parse_qs(parsed.query).get("db", ["0"])[0]
+    return int(path or query)
 
 
 def redis_client(url: str) -> coredis.Redis[bytes]:

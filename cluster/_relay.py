@@ -12,7 +12,7 @@ Two sides, both in every node:
 
 Each direction between two incarnations is a :class:`NodeLink`: operations queue without
 blocking (bounded in bytes) and one task publishes them, in order, as numbered batches on the
-destination's channel (``ts:relay:{node}:{fence}``). Pub/sub delivers each publisher's messages
+destination's channel (``ts:{db}:relay:{node}:{fence}``). Pub/sub delivers each publisher's messages
 in order but drops them while a subscriber is disconnected; a gap in the numbers (or a failed
 publish, or a Redis outage) *resets* the link: every connection relayed through it is closed
 with 1012 on its own node and its seats go into their grace on the owner, so clients resume
@@ -47,7 +47,6 @@ from protocol import (
     unstructure,
 )
 
-from . import _keys as keys
 from ._redis import REDIS_ERRORS
 
 if TYPE_CHECKING:
@@ -313,7 +312,9 @@ class Relay:
             link = None
         if link is None:
             generation = self._generation.setdefault(to, 1)
-            link = self._links[key] = NodeLink(self._redis, key[0], generation, keys.channel(*to))
+            link = self._links[key] = NodeLink(
+                self._redis, key[0], generation, self._membership.channel_of(to)
+            )
             assert self._nursery is not None
             self._nursery.start_soon(link.run, partial(self._link_failed, to, link))
         return link
