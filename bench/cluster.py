@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -686,11 +685,8 @@ async def resume(
 
 def _metrics_sessions(url: str) -> float | None:
     """``trio_sessions_sessions_live`` of the node at ``url`` (public /metrics)."""
-    http = url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
-    try:
-        with urllib.request.urlopen(http, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
+    text = fanout.metrics_text(url)
+    if text is None:
         return None
     for line in text.splitlines():
         if line.startswith("trio_sessions_sessions_live "):

@@ -115,16 +115,22 @@ async def sweep(
 _BUCKET = re.compile(r'^trio_sessions_gc_pause_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
-def gc_pauses(url: str) -> dict[str, int] | None:
-    """The server's collector-pause histogram (cumulative counts by bound), if it has one.
-
-    Read on the public port: the benchmark's server runs with ``--public-metrics true``.
-    """
+def metrics_text(url: str) -> str | None:
+    """The ``/metrics`` page of the server at ``url`` (its WebSocket URL), ``None`` if it does
+    not answer. Read on the public port: the benchmarks' servers run with
+    ``--public-metrics true``."""
     http = url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
     try:
         with urllib.request.urlopen(http, timeout=2) as response:
-            text = response.read().decode()
+            return str(response.read().decode())
     except OSError:
+        return None
+
+
+def gc_pauses(url: str) -> dict[str, int] | None:
+    """The server's collector-pause histogram (cumulative counts by bound), if it has one."""
+    text = metrics_text(url)
+    if text is None:
         return None
     found = dict(_BUCKET.findall(text))
     return {bound: int(float(count)) for bound, count in found.items()} or None
