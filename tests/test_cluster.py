@@ -420,3 +420,20 @@ async def _registered_anew(url: str, node: str) -> bool:
     async with redis_client(url) as redis:
         lease = await redis.get(f"ts:node:{node}")
         return lease is not None and int(lease) > 1
+
+
+async def test_a_drained_node_hands_its_sessions_over_without_waiting_for_its_lease(
+    redis_url: str,
+) -> None:
+    """A graceful stop flushes the sessions and gives the lease up: the host resumes on the
+    other node sooner than the lease would have expired, with every acknowledged change."""
+    with trio.fail_after(GUARD), nodes(redis_url, 2) as (a, _b):
+        async with client(a.url, _b.url, name="host") as host:
+            await host.create_session(state={"v": 0})
+            assert await host.set_state({"v": 1}) == 1
+            stopping = trio.current_time()
+            await trio.to_thread.run_sync(a.stop)  # SIGINT: the node must exit cleanly
+            resumed = await next_event(host, ConnectionState.RESUMED)
+            assert trio.current_time() - stopping < LEASE_TTL
+            assert resumed.snapshot is None or resumed.snapshot.state == {"v": 1}
+            assert await host.set_state({"v": 2}) == 2
