@@ -231,8 +231,7 @@ def nodes(
     flushed first), or, without a cluster, ``--store memory`` processes. Their warnings and
     errors are summed up into ``logs`` once they have stopped.
 
-    Node ids carry this process's id: Redis pub/sub channels are not scoped by database number,
-    so another cluster on the same Redis (tests on another database) must not share them.
+    Node ids carry this process's id, so two benchmark runs never share a node id.
     """
     if cluster is not None:
         flush(cluster)
