@@ -15,10 +15,11 @@ C load generator (``bench/cgen``), for each setup:
 - ``cluster-2-local``: the same with every member on its host's node (no cross-node traffic);
 - ``memory-node``: ``memory`` with the Node.js generator, to compare the generators.
 
-Redis (the cluster's, unpinned) is not a server process: its CPU (``INFO cpu``) is reported on
-its own. With two nodes, the cross-node overhead is measured at one rate (half of the two-node
-saturation): all members on their host's node, then half on the other node, on fresh clusters;
-the overhead is the extra CPU per delivery (servers, and servers plus Redis).
+Redis (the cluster's, unpinned) is not a server process: its CPU (read from its process, which
+must run on this machine) is reported on its own. With two nodes, the cross-node overhead is
+measured at one rate (half of the two-node saturation): all members on their host's node, then
+half on the other node, on fresh clusters; the overhead is the extra CPU per delivery (servers,
+and servers plus Redis).
 
 **takeover**: three nodes; ``--sessions`` hosts create their sessions on node A (trio-websocket
 clients in this process); A is killed with SIGKILL; every host reconnects to B or C
@@ -49,16 +50,18 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import IO, Any
 
 import attrs
+import coredis
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import trio
 import trio_websocket
 
 from client import Backoff
+from cluster import REDIS_ERRORS, redis_client
 from load import TrioSessions
 
 from . import fanout
@@ -73,91 +76,35 @@ ALL_CORES = ",".join(str(core) for core in range(psutil.cpu_count() or 1))
 # ------------------------------------------------------------------------------------ Redis
 
 
-class RedisError(RuntimeError):
-    """Redis answered with an error, or could not be reached."""
+def redis_process(url: str) -> psutil.Process | None:
+    """The Redis server process listening on ``url``'s port on this machine (its CPU is read
+    as a server's is), or None."""
+    port = urllib.parse.urlparse(url).port or 6379
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return psutil.Process(connection.pid) if connection.pid else None
+    return None
 
 
-class Redis:
-    """A minimal RESP client on a blocking socket: the few commands the benchmark sends
-    (PING, FLUSHDB, INFO, HGET), pipelined when asked."""
-
-    def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme != "redis":
-            raise RedisError(f"only redis:// URLs are supported, not {url!r}")
-        self.url = url
-        self.db = int(parsed.path.strip("/") or 0)
-        try:
-            self._socket = socket.create_connection(
-                (parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=5
-            )
-        except OSError as error:
-            raise RedisError(f"Redis at {url} is not reachable: {error}") from None
-        self._file = self._socket.makefile("rb")
-        self.command("SELECT", str(self.db))
-
-    def close(self) -> None:
-        self._file.close()
-        self._socket.close()
-
-    def command(self, *args: str) -> Any:
-        return self.pipeline([args])[0]
-
-    def pipeline(self, commands: list[tuple[str, ...]]) -> list[Any]:
-        out = bytearray()
-        for args in commands:
-            out += b"*%d\r\n" % len(args)
-            for arg in args:
-                data = arg.encode()
-                out += b"$%d\r\n%s\r\n" % (len(data), data)
-        self._socket.sendall(out)
-        return [self._read() for _ in commands]
-
-    def _read(self) -> Any:
-        line = self._file.readline()
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else self._file.read(size + 2)[:-2]
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else [self._read() for _ in range(size)]
-        raise RedisError(f"unexpected reply {line!r}")
-
-    def cpu_seconds(self) -> float:
-        """The Redis server's own CPU time (user + system), from ``INFO cpu``."""
-        info = self.command("INFO", "cpu").decode()
-        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-        return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
-
-
-def redis_problem(url: str) -> str | None:
+async def redis_problem(url: str) -> str | None:
     """Why the cluster parts cannot run (Redis unreachable, no ``--cluster``), or None."""
     try:
-        redis = Redis(url)
-    except (RedisError, OSError) as error:
-        return str(error)
-    redis.close()
-    help_text = subprocess.run(
-        [sys.executable, "server.py", "--help"], cwd=ROOT, capture_output=True, text=True
-    ).stdout
+        async with redis_client(url) as redis:
+            await redis.ping()
+    except REDIS_ERRORS as error:
+        return f"Redis at {url} is not reachable: {error}"
+    shown = await trio.run_process(
+        [sys.executable, "server.py", "--help"], cwd=ROOT, capture_stdout=True
+    )
+    help_text = shown.stdout.decode()
     if "--cluster" not in help_text:
         return "server.py has no --cluster option yet"
     return None
 
 
-def flush(url: str) -> None:
-    redis = Redis(url)
-    try:
-        redis.command("FLUSHDB")
-    finally:
-        redis.close()
+async def flush(url: str) -> None:
+    async with redis_client(url) as redis:
+        await redis.flushdb()
 
 
 # ----------------------------------------------------------------------- server processes
@@ -223,10 +170,10 @@ def log_summary(started: list[Node]) -> dict[str, Any]:
     return summary
 
 
-@contextlib.contextmanager
-def nodes(
+@contextlib.asynccontextmanager
+async def nodes(
     cores: list[str], cluster: str | None, lease_ttl: float, logs: dict[str, Any] | None = None
-) -> Iterator[list[Node]]:
+) -> AsyncIterator[list[Node]]:
     """Server processes, one per entry of ``cores``: cluster nodes of ``cluster`` (its database
     flushed first), or, without a cluster, ``--store memory`` processes. Their warnings and
     errors are summed up into ``logs`` once they have stopped.
@@ -234,7 +181,7 @@ def nodes(
     Node ids carry this process's id, so two benchmark runs never share a node id.
     """
     if cluster is not None:
-        flush(cluster)
+        await flush(cluster)
     started: list[Node] = []
     try:
         for i, where in enumerate(cores):
@@ -248,7 +195,8 @@ def nodes(
         for node in started:
             _stop(node)
         if cluster is not None:
-            flush(cluster)  # leave the database empty
+            with trio.CancelScope(shield=True):
+                await flush(cluster)  # leave the database empty
         summary = log_summary(started)
         if logs is not None:
             logs.update(summary)
@@ -282,11 +230,11 @@ class Measured(Running):
     """
 
     nodes: list[Node] = attrs.Factory(list)
-    redis: Redis | None = None
+    redis: psutil.Process | None = None  # the Redis server process, when on this machine
     samples: list[Sample] = attrs.Factory(list)
 
     @classmethod
-    def of(cls, started: list[Node], redis: Redis | None) -> Measured:
+    def of(cls, started: list[Node], redis: psutil.Process | None) -> Measured:
         first = started[0]
         return cls(TARGET, first.url, first.process, nodes=started, redis=redis)
 
@@ -299,7 +247,10 @@ class Measured(Running):
         for node in self.nodes:
             times = node.process.cpu_times()
             servers.append(float(times.user + times.system))
-        redis = None if self.redis is None else self.redis.cpu_seconds()
+        redis = None
+        if self.redis is not None:
+            times = self.redis.cpu_times()
+            redis = float(times.user + times.system)
         return Sample(servers, redis, machine_busy())
 
     def cpu_seconds(self) -> float:
@@ -445,17 +396,13 @@ async def fanout_run(
 ) -> dict[str, Any]:
     """One sweep of one setup and shape on freshly started servers."""
     cluster = redis_url if setup.cluster else None
-    redis = Redis(redis_url) if redis_url is not None else None
+    redis = redis_process(redis_url) if redis_url is not None else None
     logs: dict[str, Any] = {}
-    try:
-        with nodes(list(setup.cores), cluster, lease_ttl, logs) as started:
-            server = Measured.of(started, redis)
-            spread = Spread(server.urls, setup.placement, setup.generator_cores)
-            result = await sweep_with(server, groups, members, setup.generator, spread)
-            attach_cpu(result, server.samples)
-    finally:
-        if redis is not None:
-            redis.close()
+    async with nodes(list(setup.cores), cluster, lease_ttl, logs) as started:
+        server = Measured.of(started, redis)
+        spread = Spread(server.urls, setup.placement, setup.generator_cores)
+        result = await sweep_with(server, groups, members, setup.generator, spread)
+        attach_cpu(result, server.samples)
     result.update(
         setup=setup.name, pinning=setup.pinning, processes=len(setup.cores), server_logs=logs
     )
@@ -479,19 +426,15 @@ async def overhead_run(
     out: dict[str, Any] = {"sends_per_s": round(sends_per_s, 1)}
     clients = groups * members
     for placement in ("same", "alternate"):
-        redis = Redis(redis_url)
         logs: dict[str, Any] = {}
-        try:
-            with nodes(["0", "1"], redis_url, lease_ttl, logs) as started:
-                server = Measured.of(started, redis)
-                spread = Spread(server.urls, placement, ALL_CORES)
-                async with CGenerator(server, groups, members, spread) as load:
-                    await trio.to_thread.run_sync(server.wait_idle)
-                    before = server.sample()
-                    figures = await load.phase(sends_per_s / clients, 2 * fanout.STEP, fanout.DRAIN)
-                    after = server.sample()
-        finally:
-            redis.close()
+        async with nodes(["0", "1"], redis_url, lease_ttl, logs) as started:
+            server = Measured.of(started, redis_process(redis_url))
+            spread = Spread(server.urls, placement, ALL_CORES)
+            async with CGenerator(server, groups, members, spread) as load:
+                await trio.to_thread.run_sync(server.wait_idle)
+                before = server.sample()
+                figures = await load.phase(sends_per_s / clients, 2 * fanout.STEP, fanout.DRAIN)
+                after = server.sample()
         seconds = 2 * fanout.STEP
         row = {
             "delivered_per_s": round(figures["delivered"] / seconds),
@@ -625,17 +568,21 @@ async def create_sessions(
     return hosts
 
 
-def owners(redis: Redis, codes: list[str]) -> list[str | None]:
+async def owners(redis: coredis.Redis[bytes], codes: list[str]) -> list[str | None]:
     """Each session's owner node, from the cluster's session directory."""
-    replies = redis.pipeline([("HGET", f"ts:dir:{code}", "owner") for code in codes])
+    async with redis.pipeline(transaction=False) as pipe:
+        requests: list[Any] = [pipe.hget(f"ts:dir:{code}", "owner") for code in codes]
+    replies = [await request for request in requests]
     return [None if reply is None else reply.decode() for reply in replies]
 
 
-async def wait_owned(redis: Redis, codes: list[str], node: str, longest: float = 15.0) -> bool:
+async def wait_owned(
+    redis: coredis.Redis[bytes], codes: list[str], node: str, longest: float = 15.0
+) -> bool:
     """Until the directory says ``node`` owns every one of ``codes`` (records written)."""
     end = trio.current_time() + longest
     while trio.current_time() < end:
-        if all(owner == node for owner in owners(redis, codes)):
+        if all(owner == node for owner in await owners(redis, codes)):
             return True
         await trio.sleep(0.1)
     return False
@@ -709,42 +656,41 @@ async def takeover(
     deadline: float,
 ) -> dict[str, Any]:
     """Create ``sessions`` on node A, SIGKILL it, resume every one on B or C; the timings."""
-    redis = Redis(redis_url)
     links: dict[int, Link] = {}
     outcomes: Counter[str] = Counter()
     logs: dict[str, Any] = {}
-    try:
-        with nodes([ALL_CORES] * 3, redis_url, lease_ttl, logs) as (a, b, c):
-            async with trio.open_nursery() as nursery:
-                hosts = await create_sessions(nursery, a.url, sessions, links)
-                codes = [host.code for host in hosts]
-                settled = await wait_owned(redis, codes, a.name)
-                await trio.sleep(0.5)
-                killed_at = trio.current_time()
-                a.popen.send_signal(signal.SIGKILL)
-                for link in links.values():
-                    nursery.start_soon(link.close)
-                with trio.move_on_after(deadline):
-                    async with trio.open_nursery() as resuming:
-                        for host in hosts:
-                            target = (b if host.index % 2 == 0 else c).url
-                            resuming.start_soon(
-                                resume,
-                                nursery,
-                                host,
-                                target,
-                                killed_at,
-                                backoff,
-                                outcomes,
-                                attempt_timeout,
-                            )
-                letters = {a.name: "A", b.name: "B", c.name: "C"}
-                split = Counter(letters.get(str(o), str(o)) for o in owners(redis, codes))
-                live = {letters[n.name]: _metrics_sessions(n.url) for n in (b, c)}
-                nursery.cancel_scope.cancel()
-            a.popen.wait()
-    finally:
-        redis.close()
+    async with (
+        redis_client(redis_url) as redis,
+        nodes([ALL_CORES] * 3, redis_url, lease_ttl, logs) as (a, b, c),
+    ):
+        async with trio.open_nursery() as nursery:
+            hosts = await create_sessions(nursery, a.url, sessions, links)
+            codes = [host.code for host in hosts]
+            settled = await wait_owned(redis, codes, a.name)
+            await trio.sleep(0.5)
+            killed_at = trio.current_time()
+            a.popen.send_signal(signal.SIGKILL)
+            for link in links.values():
+                nursery.start_soon(link.close)
+            with trio.move_on_after(deadline):
+                async with trio.open_nursery() as resuming:
+                    for host in hosts:
+                        target = (b if host.index % 2 == 0 else c).url
+                        resuming.start_soon(
+                            resume,
+                            nursery,
+                            host,
+                            target,
+                            killed_at,
+                            backoff,
+                            outcomes,
+                            attempt_timeout,
+                        )
+            letters = {a.name: "A", b.name: "B", c.name: "C"}
+            split = Counter(letters.get(str(o), str(o)) for o in await owners(redis, codes))
+            live = {letters[n.name]: _metrics_sessions(n.url) for n in (b, c)}
+            nursery.cancel_scope.cancel()
+        a.popen.wait()
     times = [host.resumed_at for host in hosts if host.resumed_at is not None]
     return {
         "lease_ttl_s": lease_ttl,
@@ -931,7 +877,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         },
         "notes": [],
     }
-    problem = redis_problem(args.redis)
+    problem = await redis_problem(args.redis)
     if problem:
         out["notes"].append(f"cluster parts skipped: {problem}")
         print(f"skipping the cluster parts: {problem}", flush=True)

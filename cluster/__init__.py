@@ -7,5 +7,6 @@ from ._node import Cluster as Cluster
 from ._node import ClusterError as ClusterError
 from ._node import ClusterNode as ClusterNode
 from ._node import open_cluster as open_cluster
+from ._redis import REDIS_ERRORS as REDIS_ERRORS
 from ._redis import redis_client as redis_client
 from ._store import RedisStore as RedisStore
