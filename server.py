@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -363,10 +363,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         trio.run(_run, config)
     except* (StoreError, ClusterError) as group:
-        for error in group.exceptions:
+        for error in _leaves(group):  # a library's task group may have wrapped it once more
             logger.error("%s", error)
         sys.exit(2)
     logger.info("stopped")
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
 
 
 if __name__ == "__main__":

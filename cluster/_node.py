@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -45,9 +46,13 @@ class Cluster:
 
     membership: Membership
     store: RedisStore
-    nursery: trio.Nursery
-    fenced: list[str] = attrs.Factory(list)  # codes whose writes were refused, not yet handled
-    node: ClusterNode | None = None
+    node: ClusterNode | None = None  # once the server runs one
+
+    def fenced(self, code: str) -> None:
+        """A write of ``code`` was refused: another node owns it now; stop serving it."""
+        logger.warning("cluster: a write of session %s was fenced off: another node owns it", code)
+        if self.node is not None:
+            self.node.relinquish_soon(code)
 
 
 @asynccontextmanager
@@ -64,33 +69,29 @@ async def open_cluster(config: Config, env: Environment) -> AsyncIterator[Cluste
         try:
             await membership.register()
         except REDIS_ERRORS as error:
+            where = urllib.parse.urlparse(config.cluster)  # no password in the message
             raise ClusterError(
-                f"cannot reach the cluster's Redis {config.cluster}: {error}"
+                f"cannot reach the cluster's Redis at {where.hostname}:{where.port or 6379}: "
+                f"{error}"
             ) from None
+        store = RedisStore(
+            membership,
+            durable=config.durability == "strict",
+            tail_limit=config.event_log_size,
+            history_retention=config.history_retention,
+        )
+        cluster = Cluster(membership, store)
+        store.on_fenced = cluster.fenced
         async with trio.open_nursery() as nursery:
-            cluster = Cluster(membership, None, nursery)  # type: ignore[arg-type]
-            cluster.store = RedisStore(
-                membership,
-                durable=config.durability == "strict",
-                tail_limit=config.event_log_size,
-                history_retention=config.history_retention,
-                on_fenced=lambda code: _fenced(cluster, code),
-            )
-            nursery.start_soon(cluster.store.run_writer)
+            nursery.start_soon(store.run_writer)
             try:
                 yield cluster
             finally:
                 with trio.move_on_after(STOP_FLUSH, shield=True):
-                    await cluster.store.flush()
+                    await store.flush()
                 with trio.CancelScope(shield=True):
                     await _resign(membership)
                 nursery.cancel_scope.cancel()
-
-
-def _fenced(cluster: Cluster, code: str) -> None:
-    logger.warning("cluster: a write of session %s was fenced off: another node owns it", code)
-    if cluster.node is not None:
-        cluster.node.relinquish_soon(code)
 
 
 async def _resign(membership: Membership) -> None:

@@ -90,7 +90,6 @@ class NodeLink:
         self.broken = False
         self._overflowed = False  # broken because the destination does not keep up
         self.published = 0  # batches
-        self.operations = 0
 
     def send(self, op: list[Any], size: int) -> bool:
         """Queue ``op`` (``size`` bytes, about); ``False`` once the link is broken."""
@@ -147,7 +146,6 @@ class NodeLink:
                     on_failure()
                     return
                 self.published += 1
-                self.operations += len(batch)
 
     def _take(self) -> list[list[Any]]:
         taken, size = 0, 0

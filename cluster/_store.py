@@ -64,13 +64,12 @@ class RedisStore:
         durable: bool,
         tail_limit: int,
         history_retention: float,
-        on_fenced: Callable[[str], None],
     ) -> None:
         self.durable = durable
         self._membership = membership
         self._redis = membership.redis
         self._retention = history_retention
-        self._on_fenced = on_fenced
+        self.on_fenced: Callable[[str], None] = lambda code: None  # set by the cluster
         self._pending = PendingWrites(tail_limit)
         self._stats = StoreStatistics()
         self._save = self._redis.register_script(keys.SAVE)
@@ -131,7 +130,7 @@ class RedisStore:
                 await trio.sleep(RETRY)
                 continue
             for code in fenced:
-                self._on_fenced(code)
+                self.on_fenced(code)
             if orphaned:  # Redis lost them: written again once the node reclaimed them
                 self._pending.put_back(batch, {code: batch.sessions[code] for code in orphaned})
                 self._membership.check_lease()

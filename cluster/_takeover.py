@@ -50,7 +50,6 @@ class Takeover:
         self._reclaim = self._redis.register_script(keys.RECLAIM)
         self._dead: set[Incarnation] = set()  # already reset here
         self.claimed = 0  # sessions taken over by this node
-        self.last_takeover: float | None = None  # seconds the last dead node's claims took
 
     async def watch(self) -> None:
         """Look for dead incarnations every quarter of the lease TTL, forever."""
@@ -95,7 +94,6 @@ class Takeover:
         node, fence = dead
         owned = keys.owned(node, fence)
         share = math.ceil(await self._redis.scard(owned) / share_among)
-        started = trio.current_time()
         claimed = 0
         while True:
             found = await self._claim_batch(dead)
@@ -105,7 +103,6 @@ class Takeover:
                 break
         if claimed:
             self.claimed += claimed
-            self.last_takeover = trio.current_time() - started
             logger.warning(
                 "cluster: took over %d sessions of node %s (incarnation %d)", claimed, node, fence
             )

@@ -437,3 +437,14 @@ async def test_a_drained_node_hands_its_sessions_over_without_waiting_for_its_le
             assert trio.current_time() - stopping < LEASE_TTL
             assert resumed.snapshot is None or resumed.snapshot.state == {"v": 1}
             assert await host.set_state({"v": 2}) == 2
+
+
+def test_a_node_whose_redis_does_not_answer_refuses_to_start_without_showing_the_password() -> None:
+    """Start-up in cluster mode needs Redis: without it the server exits 2 and says which
+    address it could not reach; the URL's password stays out of the log."""
+    url = f"redis://user:hunter2@127.0.0.1:{_free_port()}/0"
+    command = [sys.executable, "server.py", "--cluster", url, "--port", "0", "--admin-port", "-1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "cannot reach the cluster's Redis at 127.0.0.1:" in done.stderr
+    assert "hunter2" not in done.stderr
