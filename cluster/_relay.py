@@ -504,8 +504,11 @@ class Relay:
                 self._at_origin(op)
 
     def gone(self, node: Incarnation) -> None:
-        """``node``'s lease expired: reset, and send nothing there any more."""
+        """``node``'s lease expired: reset, and send nothing there any more (once per node)."""
+        if node in self._gone:
+            return
         self._gone.add(node)
+        logger.warning("cluster: node %s (incarnation %d) is gone", *node)
         self.reset(node)
 
     def reset(self, node: Incarnation) -> None:

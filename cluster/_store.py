@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
 import cattrs.preconf.orjson
 import orjson
 import trio
@@ -99,10 +98,7 @@ class RedisStore:
         await self._pending.commit()
 
     def statistics(self) -> StoreStatistics:
-        pending = self._pending
-        return attrs.evolve(
-            self._stats, queued=len(pending.sessions), max_queued=pending.max_queued
-        )
+        return self._pending.statistics(self._stats)
 
     async def history(self, *, limit: int, before: float | None) -> list[ClosedSession]:
         """Closed sessions of the whole cluster, newest first (at most ``HISTORY_LIMIT``)."""

@@ -48,7 +48,6 @@ class Takeover:
         self._strict = strict
         self._claim = self._redis.register_script(keys.CLAIM)
         self._reclaim = self._redis.register_script(keys.RECLAIM)
-        self._dead: set[Incarnation] = set()  # already reset here
         self.claimed = 0  # sessions taken over by this node
 
     async def watch(self) -> None:
@@ -87,10 +86,7 @@ class Takeover:
     async def take_over(self, dead: Incarnation, *, share_among: int = 1) -> None:
         """Claim ``dead``'s sessions: this node's share of what is left (the others claim
         theirs beside it, each in its own scan), or all of it with ``share_among=1``."""
-        if dead not in self._dead:
-            self._dead.add(dead)
-            logger.warning("cluster: node %s (incarnation %d) is gone", *dead)
-            self._relay.gone(dead)
+        self._relay.gone(dead)
         node, fence = dead
         owned = keys.owned(node, fence)
         share = math.ceil(await self._redis.scard(owned) / share_among)
@@ -133,9 +129,7 @@ class Takeover:
     async def claim(self, code: str, owner: Incarnation) -> SessionHandle | None:
         """``code`` is owned by ``owner``, a dead incarnation: take it over now (a client is
         waiting for it). ``None`` if another node claimed it first."""
-        if owner not in self._dead:
-            self._dead.add(owner)
-            self._relay.gone(owner)
+        self._relay.gone(owner)
         found = await self._claim_batch(owner, code)
         if found:
             self.claimed += self._restore(found)

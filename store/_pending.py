@@ -106,6 +106,10 @@ class PendingWrites:
             self._urgent.set()
             await self._written.wait()
 
+    def statistics(self, written: StoreStatistics) -> StoreStatistics:
+        """``written`` (the writer's counters) with the queue's sizes, now and at most."""
+        return attrs.evolve(written, queued=len(self.sessions), max_queued=self.max_queued)
+
     async def next_written(self) -> None:
         """Wait until the writer finishes its next batch (tests watch write-behind with it)."""
         await self._written.wait()

@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, final
 
-import attrs
 import cattrs.preconf.orjson
 import trio
 
@@ -110,10 +109,7 @@ class SqliteStore:
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""
-        pending = self._pending
-        return attrs.evolve(
-            self._stats, queued=len(pending.sessions), max_queued=pending.max_queued
-        )
+        return self._pending.statistics(self._stats)
 
     # ------------------------------------------------------------------------------ the writer
 
